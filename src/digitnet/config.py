@@ -1,0 +1,26 @@
+"""Where digitnet keeps things. Every default path is decided here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_HOME = "DIGITNET_HOME"  # root of everything digitnet writes (default ~/.digitnet)
+ENV_DATA = "DIGITNET_DATA"  # a directory of data files the user provides
+
+
+def home() -> Path:
+    """``$DIGITNET_HOME``, or ``~/.digitnet``."""
+    return Path(os.environ.get(ENV_HOME) or Path.home() / ".digitnet").expanduser()
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """The user-named data directory: the argument, else ``$DIGITNET_DATA``, else none."""
+    if data_dir is None:
+        data_dir = os.environ.get(ENV_DATA) or None
+    return None if data_dir is None else Path(data_dir).expanduser()
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    """The download cache: the argument, else ``home()/data``."""
+    return Path(cache_dir).expanduser() if cache_dir is not None else home() / "data"

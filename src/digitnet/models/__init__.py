@@ -1,0 +1,1 @@
+"""Models: the tutorial's five-function MLP, kept faithful, and the modern Keras models."""
