@@ -24,3 +24,13 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     """The download cache: the argument, else ``home()/data``."""
     return Path(cache_dir).expanduser() if cache_dir is not None else home() / "data"
+
+
+def default_model_dir() -> Path:
+    """Where ``digitnet train`` writes and every ``--model`` looks by default: ``home()/models/default``."""
+    return home() / "models" / "default"
+
+
+def reports_dir() -> Path:
+    """Where ``digitnet evaluate`` writes reports unless told otherwise."""
+    return home() / "reports"

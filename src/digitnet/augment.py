@@ -1,0 +1,86 @@
+"""On-graph augmentation for batches of MNIST digits: random rotation, zoom, shift and elastic warp.
+
+Randomness is stateless, drawn from an explicit seed, so (seed, epoch, batch) always gives the same
+batch: resuming a run replays it exactly, and parallel ``tf.data`` maps stay deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ._tf import import_tf
+
+tf = import_tf()
+
+SIZE = 28
+CENTER = (SIZE - 1) / 2
+
+
+@dataclass(frozen=True)
+class Augment:
+    rotate: float = 10.0  # max degrees either way
+    zoom: float = 0.10  # max relative scale change
+    shift: float = 2.0  # max pixels in x and in y
+    elastic: float = 0.0  # elastic displacement strength in pixels (0 = off)
+    elastic_sigma: float = 4.0  # smoothness of the elastic field in pixels
+
+    @property
+    def active(self) -> bool:
+        return any((self.rotate, self.zoom, self.shift, self.elastic))
+
+
+def _gaussian_kernel(sigma: float) -> tf.Tensor:
+    radius = max(1, int(round(2 * sigma)))
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-0.5 * (x / sigma) ** 2)
+    return k / tf.reduce_sum(k)
+
+
+def _smooth(field: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of (batch, 28, 28) fields."""
+    k = _gaussian_kernel(sigma)
+    f = field[..., None]
+    f = tf.nn.conv2d(f, tf.reshape(k, [-1, 1, 1, 1]), 1, "SAME")
+    f = tf.nn.conv2d(f, tf.reshape(k, [1, -1, 1, 1]), 1, "SAME")
+    return f[..., 0]
+
+
+def _bilinear(images: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor) -> tf.Tensor:
+    """Sample (batch, 28, 28) images at source coordinates ys, xs (batch, 28, 28); outside is 0."""
+    flat = tf.reshape(images, [-1, SIZE * SIZE])
+    y0, x0 = tf.floor(ys), tf.floor(xs)
+    wy, wx = ys - y0, xs - x0
+
+    def at(yi, xi):
+        inside = (yi >= 0) & (yi <= SIZE - 1) & (xi >= 0) & (xi <= SIZE - 1)
+        idx = tf.cast(tf.clip_by_value(yi, 0, SIZE - 1) * SIZE + tf.clip_by_value(xi, 0, SIZE - 1), tf.int32)
+        v = tf.gather(flat, tf.reshape(idx, [-1, SIZE * SIZE]), batch_dims=1)
+        return tf.where(inside, tf.reshape(v, tf.shape(ys)), 0.0)
+
+    return ((1 - wy) * (1 - wx) * at(y0, x0) + (1 - wy) * wx * at(y0, x0 + 1)
+            + wy * (1 - wx) * at(y0 + 1, x0) + wy * wx * at(y0 + 1, x0 + 1))
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor, aug: Augment) -> tf.Tensor:
+    """Randomly transform a batch of (batch, 28, 28) float images; ``seed`` is a shape-[2] int tensor."""
+    b = tf.shape(images)[0]
+    u = tf.random.stateless_uniform([b, 4], seed=seed, minval=-1.0, maxval=1.0)
+    angle = u[:, 0] * (aug.rotate * math.pi / 180)
+    scale = 1 + u[:, 1] * aug.zoom
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    tx, ty = u[:, 2] * aug.shift, u[:, 3] * aug.shift
+    grid_y, grid_x = tf.meshgrid(tf.range(SIZE, dtype=tf.float32) - CENTER,
+                                 tf.range(SIZE, dtype=tf.float32) - CENTER, indexing="ij")
+    r = lambda t: t[:, None, None]  # noqa: E731  (batch,) -> (batch, 1, 1)
+    # For each output pixel, where it comes from in the input: inverse rotation and zoom, then shift.
+    xs = r(cos) * grid_x - r(sin) * grid_y + CENTER - r(tx)
+    ys = r(sin) * grid_x + r(cos) * grid_y + CENTER - r(ty)
+    if aug.elastic:
+        noise = tf.random.stateless_uniform([2, b, SIZE, SIZE], seed=seed + 1, minval=-1.0, maxval=1.0)
+        # Normalize the smoothed field so that `elastic` is the typical displacement in pixels.
+        dx, dy = (_smooth(noise[i], aug.elastic_sigma) for i in range(2))
+        norm = tf.sqrt(tf.reduce_mean(dx**2 + dy**2, axis=[1, 2], keepdims=True)) + 1e-6
+        xs += aug.elastic * dx / norm
+        ys += aug.elastic * dy / norm
+    return _bilinear(images, ys, xs)

@@ -1,0 +1,75 @@
+"""Named data sets for training and evaluation: ``mnist``, ``fashion-mnist``, or a folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fetch import DatasetSpec, FileSpec, GzMirror, Source
+from .mnist import MNIST, MNIST_SOURCES, Split, load_dataset, read_dir
+
+FASHION_MNIST = DatasetSpec(
+    "fashion-mnist",
+    {
+        "train_images": FileSpec(
+            "train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+        ),
+        "train_labels": FileSpec(
+            "train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+        ),
+        "test_images": FileSpec(
+            "t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+        ),
+        "test_labels": FileSpec(
+            "t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+        ),
+    },
+)
+FASHION_GZ_SHA256 = {
+    "train_images": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train_labels": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "test_images": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "test_labels": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+FASHION_SOURCES: tuple[Source, ...] = (
+    GzMirror("/usr/share/datasets/fashion-mnist", FASHION_GZ_SHA256),  # Debian: dataset-fashion-mnist
+    GzMirror("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", FASHION_GZ_SHA256),
+)
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+DIGITS = tuple(str(i) for i in range(10))
+
+NAMED = {"mnist": (MNIST, MNIST_SOURCES, DIGITS), "fashion-mnist": (FASHION_MNIST, FASHION_SOURCES, FASHION_CLASSES)}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str  # "mnist", "fashion-mnist", or the folder's path
+    sha256: str  # fingerprint of the four arrays (images and labels, train then test)
+    classes: tuple[str, ...]
+
+
+def fingerprint(train: Split, test: Split) -> str:
+    h = hashlib.sha256()
+    for a in (*train, *test):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def load(
+    dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
+) -> tuple[Split, Split, DatasetInfo]:
+    """Load ``mnist``, ``fashion-mnist``, or a folder of the four IDX files (raw or .gz)."""
+    if dataset in NAMED:
+        spec, sources, classes = NAMED[dataset]
+        train, test = load_dataset(spec, sources, data_dir if dataset == "mnist" else None, cache_dir)
+    elif Path(dataset).is_dir():
+        train, test = read_dir(dataset, MNIST)
+        classes = DIGITS
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}: use mnist, fashion-mnist, or a folder of IDX files")
+    return train, test, DatasetInfo(str(dataset), fingerprint(train, test), classes)

@@ -1,0 +1,105 @@
+"""One contract for every architecture in the registry (and the ensemble)."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from digitnet.models import zoo  # noqa: E402
+
+ARCHS = {
+    "tutorial": lambda: zoo.build("tutorial"),
+    "mlp": lambda: zoo.build("mlp", hidden=(128,), dropout=0.1),
+    "cnn": lambda: zoo.build("cnn", width=16),
+    "ensemble": lambda: zoo.ensemble([zoo.cnn(width=8, seed=1, name="a"), zoo.cnn(width=8, seed=2, name="b")]),
+}
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 1, (64, 28, 28)).astype(np.float32), rng.integers(0, 10, 64)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_outputs_are_probabilities(arch, batch):
+    probs = np.asarray(ARCHS[arch]()(batch[0][:7], training=False))
+    assert probs.shape == (7, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probs >= 0).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_save_load_round_trip_is_identical(arch, batch, tmp_path):
+    model = ARCHS[arch]()
+    before = np.asarray(model(batch[0], training=False))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    np.testing.assert_array_equal(np.asarray(loaded(batch[0], training=False)), before)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_overfits_64_samples(arch, batch):
+    x, labels = batch  # random images with random labels: only memorization can fit them
+    model = ARCHS[arch]()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", jit_compile=False)
+    model.fit(x, labels, epochs=150, batch_size=64, verbose=0, shuffle=False)
+    accuracy = (np.asarray(model(x, training=False)).argmax(1) == labels).mean()
+    assert accuracy == 1.0
+
+
+def test_tutorial_wraps_trained_parameters():
+    from digitnet import initialize_parameters, predict
+
+    layout = {"l0": 784, "l1": 20, "l2": 10}
+    params = {k: v.numpy() * 0.01 for k, v in initialize_parameters(layout, seed=3).items()}  # raw-pixel scale
+    x = np.random.default_rng(1).integers(0, 256, (50, 784)).astype(np.float32)
+    wrapped = zoo.tutorial(params)
+    keras_labels = np.asarray(wrapped(x.reshape(-1, 28, 28) / 255, training=False)).argmax(1)
+    np.testing.assert_array_equal(keras_labels, predict(x, params))
+
+
+def test_unknown_arch_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of tutorial, mlp, cnn"):
+        zoo.build("resnet")
+
+
+def test_fused_batch_norm_matches_keras_batch_norm():
+    from digitnet.models.layers import FusedBatchNorm
+
+    x = np.random.default_rng(2).normal(2, 3, (16, 5, 5, 4)).astype(np.float32)
+    ours, ref = FusedBatchNorm(momentum=0.9, epsilon=1e-3), keras.layers.BatchNormalization(momentum=0.9,
+                                                                                            epsilon=1e-3)
+    np.testing.assert_allclose(np.asarray(ours(x, training=True)), np.asarray(ref(x, training=True)), atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), ref.moving_mean.numpy(), atol=1e-4)
+    # Moving variance: ours uses the unbiased batch variance (as TF's fused kernel does).
+    n = 16 * 5 * 5
+    np.testing.assert_allclose(ours.moving_variance.numpy(), 0.9 + 0.1 * x.var(axis=(0, 1, 2)) * n / (n - 1),
+                               rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(ours(x, training=False)), np.asarray(
+        keras.layers.BatchNormalization(epsilon=1e-3, moving_mean_initializer=keras.initializers.Constant(
+            ours.moving_mean.numpy()), moving_variance_initializer=keras.initializers.Constant(
+            ours.moving_variance.numpy()))(x, training=False)), atol=1e-4)
+
+
+def test_saved_final_model_loads_with_plain_keras(batch, tmp_path):
+    import subprocess
+    import sys
+
+    from digitnet.training import final_model
+
+    a, b = zoo.cnn(width=8, seed=1, name="a"), zoo.cnn(width=8, seed=2, name="b")
+    for m in (a, b):  # give the moving statistics non-trivial values
+        m(batch[0], training=True)
+    for models in ([a], [a, b]):
+        portable = final_model(models)
+        expected = np.mean([np.asarray(m(batch[0], training=False)) for m in models], axis=0)
+        np.testing.assert_allclose(np.asarray(portable(batch[0], training=False)), expected, atol=1e-5)
+        portable.save(tmp_path / "m.keras")
+        np.save(tmp_path / "x.npy", batch[0])
+        code = ("import sys, numpy as np, keras; assert 'digitnet' not in sys.modules; "
+                f"m = keras.models.load_model({str(tmp_path / 'm.keras')!r}, safe_mode=True); "
+                f"np.save({str(tmp_path / 'p.npy')!r}, np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)

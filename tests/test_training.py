@@ -1,0 +1,145 @@
+"""`digitnet train` / `evaluate` as real processes: dry run, kill -9 and resume, corrupt checkpoints,
+MirroredStrategy on two logical CPUs, reports, and the fast preset's accuracy gate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitnet.data import write_idx
+
+pytestmark = pytest.mark.slow
+EXE = [sys.executable, "-m", "digitnet"]
+
+
+def run(*args, timeout=900, **kw):
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist, tmp_path_factory):
+    """A folder of the four IDX files holding the first 6000 / 1000 real MNIST digits."""
+    (x_train, y_train), (x_test, y_test) = mnist
+    folder = tmp_path_factory.mktemp("small-mnist")
+    for name, arr in (("train-images-idx3-ubyte", x_train[:6000]), ("train-labels-idx1-ubyte", y_train[:6000]),
+                      ("t10k-images-idx3-ubyte", x_test[:1000]), ("t10k-labels-idx1-ubyte", y_test[:1000])):
+        write_idx(folder / name, arr)
+    return folder
+
+
+def assert_png(path, min_size=(200, 200)):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
+
+
+def test_dry_run_end_to_end(mnist, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--dry-run", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy: " in proc.stdout and f"model: {out / 'model.keras'}" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["test"]["n"] == 512
+    assert metrics["training"]["config"]["dry_run"] is True
+    for name in ("model.keras", "metrics.json"):
+        assert (out / name).is_file()
+    for name in ("learning_curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert_png(out / name)
+
+
+def test_kill_9_then_resume_matches_uninterrupted_run(small_mnist, tmp_path):
+    common = ["train", "--dataset", str(small_mnist), "--epochs", "6", "--seed", "3", "--deterministic"]
+    ref = run(*common, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*EXE, *common, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "member-0" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text() or "{}").get("epochs_done", 0) >= 2:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 2 <= done < 6, f"the kill came after epoch {done}: nothing left to resume"
+    assert not (out / "model.keras").exists()
+
+    resumed = run("train", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = json.loads((tmp_path / "ref" / "metrics.json").read_text()), json.loads((out / "metrics.json").read_text())
+    assert b["training"]["epochs"] == [6]
+    assert a["test"]["accuracy"] == b["test"]["accuracy"]
+    import keras
+
+    wa = keras.models.load_model(tmp_path / "ref" / "model.keras", compile=False).get_weights()
+    wb = keras.models.load_model(out / "model.keras", compile=False).get_weights()
+    for x, y in zip(wa, wb):
+        np.testing.assert_array_equal(x, y)  # --deterministic: bit-identical weights
+
+
+def test_corrupt_checkpoint_is_detected(small_mnist, tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--dataset", str(small_mnist), "--epochs", "2", "--dry-run", "--out", str(out)).returncode == 0
+    ckpt = out / "checkpoint" / "member-0"
+    epoch_file = next(ckpt.glob("epoch-*.keras"))
+    epoch_file.write_bytes(epoch_file.read_bytes()[:1000])  # truncated
+    proc = run("train", "--resume", str(out))
+    assert proc.returncode == 1
+    assert "corrupt or truncated (sha256 mismatch)" in proc.stderr and epoch_file.name in proc.stderr
+    (ckpt / "state.json").write_text("{not json")
+    proc = run("train", "--resume", str(out))
+    assert proc.returncode == 1 and "state.json is corrupt" in proc.stderr
+    proc = run("train", "--resume", str(tmp_path / "nothing-here"))
+    assert proc.returncode == 1 and "holds no run to resume" in proc.stderr
+
+
+def test_mirrored_strategy_on_two_logical_cpus(small_mnist, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--dataset", str(small_mnist), "--epochs", "1", "--distribute", "mirrored",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["replicas"] == 2
+    assert metrics["test"]["accuracy"] > 0.5  # it learned something across both replicas
+
+
+def test_time_budget_stops_and_keeps_the_best(small_mnist, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--dataset", str(small_mnist), "--epochs", "50", "--time-budget", "12", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["stopped_by_time_budget"] is True
+    assert 1 <= metrics["training"]["epochs"][0] < 50
+    assert metrics["training"]["seconds"] < 30
+
+
+def test_fast_preset_regression_gate_and_evaluate(mnist, tmp_path):
+    out = tmp_path / "fast"
+    proc = run("train", "--preset", "fast", "--seed", "0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(f"fast preset, seed 0: test accuracy {metrics['test']['accuracy']:.4f}")
+    assert metrics["test"]["accuracy"] >= 0.988
+    per_class = metrics["test"]["per_class"]
+    assert set(per_class) == {str(i) for i in range(10)} and all(c["f1"] > 0.95 for c in per_class.values())
+    assert np.array(metrics["test"]["confusion_matrix"]).sum() == 10000
+    assert len(metrics["dataset"]["sha256"]) == 64 and metrics["versions"]["tensorflow"] == "2.21.0"
+
+    before = (out / "metrics.json").read_bytes()
+    proc = run("evaluate", "--model", str(out), "--report-dir", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"accuracy: {metrics['test']['accuracy'] * 100:.2f}%" in proc.stdout
+    assert (out / "metrics.json").read_bytes() == before  # never the model's own report
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["test"]["accuracy"] == \
+        metrics["test"]["accuracy"]
+    assert_png(tmp_path / "report" / "confusion_matrix.png")
