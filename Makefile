@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup data lint clean
+.PHONY: demo test setup data lint clean weights bench
 
 # Reinstall only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -19,8 +19,18 @@ setup: $(STAMP)
 data: setup
 	$(BIN)/digitnet data fetch
 
+# The main job: train the default CNN into $$DIGITNET_HOME/models/default and report its test accuracy.
 demo: data
-	$(BIN)/digitnet tutorial
+	$(BIN)/digitnet train --preset default
+
+# Rebuild the weights shipped in the package (src/digitnet/weights/) from scratch.
+weights: data
+	$(BIN)/digitnet train --preset default --seed 0 --out build/weights
+	cp build/weights/model.keras src/digitnet/weights/default.keras
+	cp build/weights/metrics.json src/digitnet/weights/metrics.json
+
+bench: data
+	$(BIN)/python bench/train_speed.py
 
 test: data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,142 @@
+"""Time-to-accuracy on MNIST: digitnet's presets against the keras-io ``mnist_convnet`` reference.
+
+Each run is a fresh process (imports, data loading and all), started one after another in this one
+benchmark session, so the ratios compare like with like on a shared, noisy machine. After every epoch
+the child evaluates the test set; that evaluation is timed and subtracted from every reported time.
+
+    python bench/train_speed.py                          # reference, fast x3 seeds, default, mlp
+    python bench/train_speed.py --runs reference,best    # the 15-minute best preset
+
+Prints one table row per run: seconds to reach 99.0/99.2/99.5% test accuracy, the final accuracy,
+the whole-process time, and the ratio of each to the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+# The child: trains one run and prints a JSON line per epoch, then one at the end.
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    T0 = time.time()
+    args = json.loads(sys.argv[1])
+    import numpy as np
+    from digitnet.data import load_mnist
+    (x_train, y_train), (x_test, y_test) = load_mnist()
+    hook_seconds = 0.0
+
+    def report(epoch, accuracy, t_end):
+        print(json.dumps({"epoch": epoch, "test_accuracy": accuracy, "t": t_end - T0 - hook_seconds}), flush=True)
+
+    if args["run"] == "reference":
+        # keras-io examples/vision/mnist_convnet.py, rewritten: the same model, batch 128, Adam, 15 epochs,
+        # validation_split=0.1.
+        import keras
+        from keras import layers
+        x = (x_train.astype("float32") / 255)[..., None]
+        xt = (x_test.astype("float32") / 255)[..., None]
+        y = keras.utils.to_categorical(y_train, 10)
+        model = keras.Sequential([
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(), layers.Dropout(0.5), layers.Dense(10, activation="softmax"),
+        ])
+        model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        T_FIT = time.time()
+        for epoch in range(15):
+            model.fit(x, y, batch_size=128, initial_epoch=epoch, epochs=epoch + 1, validation_split=0.1, verbose=0)
+            t_end = time.time()
+            acc = float((model.predict(xt, batch_size=1000, verbose=0).argmax(1) == y_test).mean())
+            report(epoch + 1, acc, t_end)
+            hook_seconds += time.time() - t_end
+        print(json.dumps({"final": acc, "fit_start": T_FIT - T0, "eval_seconds": hook_seconds}), flush=True)
+    else:
+        from digitnet.training import make_config, predict_proba, train
+        cfg = make_config(args["arch"], args["preset"], seed=args["seed"])
+
+        def hook(epoch, model):
+            global hook_seconds
+            t_end = time.time()
+            acc = float((predict_proba(model, x_test).argmax(1) == y_test).mean())
+            report(epoch, acc, t_end)
+            hook_seconds += time.time() - t_end
+
+        metrics = train(cfg, args["out"], on_epoch_end=hook)
+        print(json.dumps({"final": metrics["test"]["accuracy"], "fit_start": 0.0, "eval_seconds": hook_seconds}),
+              flush=True)
+""")
+
+RUNS = {
+    "reference": dict(arch=None, preset=None),
+    "fast": dict(arch="cnn", preset="fast"),
+    "default": dict(arch="cnn", preset="default"),
+    "best": dict(arch="cnn", preset="best"),
+    "mlp": dict(arch="mlp", preset="default"),
+}
+THRESHOLDS = (0.990, 0.992, 0.995)
+
+
+def run_child(name: str, seed: int, out: str) -> dict:
+    spec = RUNS[name]
+    args = {"run": name, "arch": spec["arch"], "preset": spec["preset"], "seed": seed, "out": out}
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    end = rows[-1]
+    curve = [(r["t"], r["test_accuracy"]) for r in rows if "epoch" in r]
+    return {
+        "name": name, "seed": seed, "final": end["final"], "epochs": len(curve),
+        # Whole process (interpreter start to exit) minus the benchmark's own test evaluations.
+        "process": wall - end["eval_seconds"],
+        # Training time: from the start of training to the end of the last epoch.
+        "train": curve[-1][0] - end["fit_start"],
+        # First time each threshold was reached, from the start of training for the reference and from
+        # the start of the process for digitnet (the stricter clock).
+        "to": {th: next((t - end["fit_start"] for t, a in curve if a >= th), None) for th in THRESHOLDS},
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default="reference,fast,default,mlp", help="(default: reference,fast,default,mlp)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds for the fast preset (default: 0,1,2)")
+    p.add_argument("--out", default="/tmp/digitnet-bench", help="scratch model directory (default: /tmp/digitnet-bench)")
+    args = p.parse_args()
+    results = []
+    for name in args.runs.split(","):
+        seeds = [int(s) for s in args.seeds.split(",")] if name == "fast" else [0]
+        for seed in seeds:
+            r = run_child(name, seed, f"{args.out}/{name}-{seed}")
+            results.append(r)
+            print(f"# {name} seed {seed}: final {r['final']:.4f}, process {r['wall_raw']:.1f} s", file=sys.stderr)
+    ref = next((r for r in results if r["name"] == "reference"), None)
+    header = ("run", "seed", "epochs", "to 99.0%", "to 99.2%", "to 99.5%", "final acc", "process s", "vs reference")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in results:
+        ratio = ""
+        if ref is not None and r is not ref:
+            if r["name"] == "fast" and ref["to"][0.990] is not None:
+                ratio = f"{r['process'] / ref['to'][0.990]:.2f} of its time to 99.0%"
+            else:
+                ratio = f"{r['process'] / ref['train']:.2f} of its 15 epochs"
+        cells = [r["name"], str(r["seed"]), str(r["epochs"]),
+                 *(f"{r['to'][th]:.1f}" if r["to"][th] is not None else "-" for th in THRESHOLDS),
+                 f"{r['final'] * 100:.2f}%", f"{r['process']:.1f}", ratio]
+        print("| " + " | ".join(cells) + " |")
+    if ref is not None:
+        print(f"\nreference: {ref['train']:.1f} s for 15 epochs of training, {ref['process']:.1f} s as a process")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
