@@ -25,3 +25,11 @@ def tiny_digits():
     images = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
     labels = (np.arange(12) % 10).astype(np.uint8)
     return images, labels
+
+
+@pytest.fixture(scope="session")
+def predictor():
+    """The shipped default model, loaded once and reused by the real-world, server and export tests."""
+    from digitnet.inference import Predictor, shipped_model_path
+
+    return Predictor.load(shipped_model_path())

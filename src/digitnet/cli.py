@@ -127,6 +127,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference import Predictor, error_result, expand_inputs
+    from .preprocessing import ImageError
+
+    predictor = Predictor.load(args.model)
+    inputs = expand_inputs(args.images)
+    if not inputs:
+        print("digitnet: error: no image files found", file=sys.stderr)
+        return 1
+    results, failed = [], False
+    for item in inputs:
+        try:
+            source = sys.stdin.buffer.read() if item == "-" else item
+            r = predictor.predict_image(source, single=args.single, top_k=args.top_k,
+                                        min_confidence=args.min_confidence, file=item)
+        except (ImageError, OSError) as e:
+            r, failed = error_result(item, str(e)), True
+        results.append(r)
+        if not args.json:
+            print(f"{item}: {_describe(r)}", flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def _describe(r: dict) -> str:
+    """One line of text for one result."""
+    if r["error"]:
+        return f"error: {r['error']}"
+    if r["digits"] is None:
+        return f"no digit ({r['reason']})"
+    preds = r["predictions"]
+    text = r["digits"].replace("\n", " / ")
+    if len(preds) == 1:
+        text += f" ({preds[0]['probability'] * 100:.1f}%)"
+    low = [str(p["digit"]) for p in preds if p["low_confidence"]]
+    if low:
+        text += f" [low confidence: {', '.join(low)}]"
+    if "top_k" in preds[0] and len(preds) == 1:
+        text += "  top: " + ", ".join(f"{d} {p * 100:.1f}%" for d, p in preds[0]["top_k"])
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitnet",
@@ -184,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report-dir", metavar="DIR",
                     help="where to write the report (default: a new folder in $DIGITNET_HOME/reports)")
     ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="read the digits in image files (any size, polarity or colour)")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (recursive), or - for stdin")
+    pr.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model, "
+                                                   "else the weights shipped with digitnet)")
+    pr.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
+    pr.add_argument("--top-k", type=int, metavar="K", help="also give the K most likely digits (1-10)")
+    pr.add_argument("--min-confidence", type=float, metavar="P",
+                    help="flag predictions under this probability (default: calibrated with the model)")
+    pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
+    pr.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -15,6 +15,8 @@ from . import config
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images per graph call: bounds memory on large batches
+DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def shipped_model_path() -> Path:
@@ -110,3 +112,90 @@ class Predictor:
     def predict(self, x) -> np.ndarray:
         """(n,) int64 labels."""
         return self.predict_proba(x).argmax(axis=1).astype(np.int64)
+
+    @property
+    def min_confidence(self) -> float:
+        """The calibrated low-confidence threshold stored with the model (see ``calibrate``)."""
+        return float(self.info.get("calibration", {}).get("min_confidence", DEFAULT_MIN_CONFIDENCE))
+
+    def predict_image(self, image, *, single: bool = False, top_k: int | None = None,
+                      min_confidence: float | None = None, file: str | None = None,
+                      with_normalized: bool = False) -> dict:
+        """Read the digits in a real image: a path, bytes, a file object, a PIL image or an array.
+
+        Returns ``{"file", "digits", "reason", "predictions", "error"}`` (see the README). "No digit"
+        is an answer (``digits`` is None and ``reason`` says why). Bad input raises
+        :class:`digitnet.preprocessing.ImageError`.
+        """
+        from .preprocessing import segment
+
+        if top_k is not None and not 1 <= top_k <= 10:
+            raise ValueError(f"top_k must be between 1 and 10, got {top_k}")
+        threshold = self.min_confidence if min_confidence is None else float(min_confidence)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1], got {threshold}")
+        seg = segment(image, single=single)
+        result = {"file": file, "digits": None, "reason": seg.reason, "predictions": [], "error": None}
+        if not seg.digits:
+            return result
+        batch = np.stack([d.image for d in seg.digits])  # (n, 28, 28) uint8
+        probs = self.predict_proba(batch)
+        lines: dict[int, str] = {}
+        for d, p in zip(seg.digits, probs):
+            label = int(p.argmax())
+            pred = {"digit": label, "probability": round(float(p[label]), 6),
+                    "probabilities": [round(float(v), 6) for v in p], "box": list(d.box),
+                    "low_confidence": bool(p[label] < threshold)}
+            if top_k:
+                order = np.argsort(-p)[:top_k]
+                pred["top_k"] = [[int(i), round(float(p[i]), 6)] for i in order]
+            if with_normalized:
+                pred["normalized"] = png_base64(d.image)
+            result["predictions"].append(pred)
+            lines[d.line] = lines.get(d.line, "") + str(label)
+        result["digits"] = "\n".join(lines[k] for k in sorted(lines))
+        return result
+
+
+def png_base64(image: np.ndarray) -> str:
+    """A uint8 (28, 28) image as a base64 PNG string."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def error_result(file: str | None, message: str) -> dict:
+    """The result object for an input that could not be read."""
+    return {"file": file, "digits": None, "reason": None, "predictions": [], "error": message}
+
+
+def calibrate(probs: np.ndarray, labels: np.ndarray, max_flagged_correct: float = 0.01) -> dict:
+    """Pick ``min_confidence`` on validation data: the highest threshold that flags at most
+    ``max_flagged_correct`` of the correct answers; report what share of the errors it flags."""
+    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    best = 0.0
+    for t in np.round(np.arange(0.30, 0.995, 0.01), 2):
+        if correct.any() and (correct & (conf < t)).sum() / correct.sum() <= max_flagged_correct:
+            best = float(t)
+    wrong = ~correct
+    return {"min_confidence": best, "flagged_correct": float((correct & (conf < best)).sum() / max(correct.sum(), 1)),
+            "flagged_errors": float((wrong & (conf < best)).sum() / max(wrong.sum(), 1)),
+            "n": int(len(labels)), "rule": f"highest threshold flagging <= {max_flagged_correct:.0%} of correct "
+                                           "validation answers"}
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files as given, folders recursively (image files only, sorted), and "-" for stdin."""
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if item != "-" and p.is_dir():
+            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(item)
+    return out

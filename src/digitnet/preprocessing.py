@@ -91,8 +91,10 @@ def decode(source) -> np.ndarray:
         im.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ImageError(f"not a readable image ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ImageError("not a readable image (unknown or unsupported format)") from e
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"image is too large ({e})") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
         raise ImageError(f"corrupt image data ({e})") from e
     return _from_pil(im)
@@ -240,13 +242,13 @@ def segment(source, single: bool = False) -> Segmentation:
     seg = Segmentation(polarity=polarity, size=(src_w, src_h))
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
-        seg.reason = "no ink found (blank image)"
+        seg.reason = "blank image"
         return seg
     threshold = max(MIN_CONTRAST, min(_otsu(ink / peak) * peak, 0.5 * peak))
     mask = ink > threshold
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
-        seg.reason = "no ink found (blank image)"
+        seg.reason = "blank image"
         return seg
     idx = np.arange(1, n + 1)
     masses = ndimage.sum_labels(ink, labels, idx)
@@ -256,7 +258,7 @@ def segment(source, single: bool = False) -> Segmentation:
     biggest = max(b.mass for b in blobs)
     blobs = [b for b in blobs if b.mass >= 0.04 * biggest and b.w * b.h >= 4]  # drop specks
     if mask.mean() > 0.5:
-        seg.reason = "no digit found (the image is mostly ink)"
+        seg.reason = "image is mostly ink"
         return seg
     groups = [blobs] if single else _lines(blobs)
 
@@ -274,7 +276,7 @@ def segment(source, single: bool = False) -> Segmentation:
                    max(1, int(round(blob.w / scale))), max(1, int(round(blob.h / scale))))
             seg.digits.append(Digit(to_mnist(digit_ink), box, line_no))
     if not seg.digits:
-        seg.reason = "no digit-like marks found"
+        seg.reason = "no digit-like marks"
     return seg
 
 

@@ -407,6 +407,7 @@ def train(
     """
     from . import evaluation
     from .data.datasets import load
+    from .inference import calibrate
 
     started = time.perf_counter()
     if cfg.arch not in PRESETS:
@@ -447,13 +448,14 @@ def train(
     _atomic_save(model, out / "model.keras")
 
     probs = predict_proba(model, x_test)
+    val_probs = predict_proba(model, val_split[0])
     metrics = {
         "model": {"arch": cfg.arch, "name": model.name, "parameters": int(model.count_params()),
                   "members": len(results), "file": "model.keras",
                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "test": evaluation.scores(probs, y_test, info.classes),
-        "validation": {"accuracy": float((predict_proba(model, val_split[0]).argmax(1) == val_split[1]).mean()),
-                       "n": len(val_split[1])},
+        "validation": {"accuracy": float((val_probs.argmax(1) == val_split[1]).mean()), "n": len(val_split[1])},
+        "calibration": calibrate(val_probs, val_split[1]),
         "training": {
             "seconds": round(sum(r.train_seconds for r in results), 2),
             "wall_seconds": round(time.perf_counter() - started, 2),

@@ -1,0 +1,165 @@
+"""Preprocessing on small images made here: decoding, polarity, normalization, segmentation, bad input."""
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from digitnet import preprocessing as pp
+from digitnet.preprocessing import ImageError, ImageTooLargeError, decode, segment, to_mnist
+
+
+def stroke_digit(h=120, w=90, thickness=10, dark_on_light=True):
+    """A synthetic '1'-like bar plus a foot: dark ink on light paper (or inverted)."""
+    ink = np.zeros((h, w), np.float32)
+    ink[10 : h - 10, w // 2 - thickness // 2 : w // 2 + thickness // 2] = 1
+    ink[h - 10 - thickness : h - 10, w // 4 : 3 * w // 4] = 1
+    return ((1 - ink) if dark_on_light else ink), ink
+
+
+def png(a, mode=None):
+    buf = io.BytesIO()
+    Image.fromarray(a, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_to_mnist_matches_mnist_conventions():
+    _, ink = stroke_digit()
+    out = to_mnist(ink)
+    assert out.dtype == np.uint8 and out.shape == (28, 28)
+    ys, xs = np.nonzero(out > 0)
+    assert ys.max() - ys.min() + 1 <= 21 and xs.max() - xs.min() + 1 <= 21  # fits the 20x20 box
+    assert ys.max() - ys.min() + 1 >= 19  # the longer side is scaled to 20
+    cy, cx = pp.ndimage.center_of_mass(out.astype(float))
+    assert abs(cy - 13.5) <= 1.0 and abs(cx - 13.5) <= 1.0  # centred by mass
+    assert out.max() == 255 and out[0].max() == 0  # saturated cores, black border
+
+
+@pytest.mark.parametrize("dark_on_light", [True, False])
+def test_polarity_is_detected_and_output_is_white_on_black(dark_on_light):
+    paper, ink = stroke_digit(dark_on_light=dark_on_light)
+    seg = segment((paper * 255).astype(np.uint8))
+    assert seg.polarity == ("dark-on-light" if dark_on_light else "light-on-dark")
+    assert len(seg.digits) == 1
+    ref = to_mnist(ink)
+    assert np.abs(seg.digits[0].image.astype(int) - ref.astype(int)).mean() < 12
+
+
+def test_same_answer_for_every_encoding_of_one_drawing():
+    paper, ink = stroke_digit()
+    grey = (paper * 255).astype(np.uint8)
+    rgba = np.zeros(grey.shape + (4,), np.uint8)
+    rgba[..., 3] = (ink * 255).astype(np.uint8)  # black on transparent
+    rgb_white = np.repeat(grey[..., None], 3, axis=2)
+    sixteen = Image.fromarray((paper * 65535).astype(np.uint16))
+    pal = Image.fromarray(rgb_white).convert("P")
+    variants = [grey, png(rgba, "RGBA"), png(rgb_white), sixteen, pal, Image.fromarray(grey).convert("1")]
+    ref = to_mnist(ink).astype(int)
+    for v in variants:
+        seg = segment(v)
+        assert len(seg.digits) == 1, type(v)
+        assert np.abs(seg.digits[0].image.astype(int) - ref).mean() < 12, type(v)
+
+
+def test_exif_orientation_is_honoured():
+    paper, _ = stroke_digit(h=120, w=60)
+    im = Image.fromarray((paper * 255).astype(np.uint8)).transpose(Image.Transpose.ROTATE_90)  # stored sideways
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 CW to view": undoes the ROTATE_90 above
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    seg = segment(buf.getvalue())
+    x, y, w, h = seg.digits[0].box
+    assert seg.size == (60, 120) and h > w  # upright after EXIF rotation; box in rotated coordinates
+
+
+def test_blank_and_near_blank_give_no_digit():
+    for img in (np.full((50, 50), 255, np.uint8), np.zeros((50, 50), np.uint8),
+                (np.random.default_rng(0).normal(200, 3, (80, 80))).clip(0, 255).astype(np.uint8)):
+        seg = segment(img)
+        assert seg.digits == [] and seg.reason == "blank image"
+    speck = np.full((200, 200), 255, np.uint8)
+    speck[100, 100] = 0
+    assert segment(speck).digits == []
+
+
+def test_dots_and_dashes_are_not_digits():
+    canvas = np.ones((100, 400), np.float32)
+    canvas[20:80, 40:50] = 0  # a "1"
+    canvas[70:78, 100:108] = 0  # a dot on the baseline
+    canvas[45:52, 160:200] = 0  # a dash
+    canvas[20:80, 260:270] = 0  # another "1"
+    seg = segment((canvas * 255).astype(np.uint8))
+    assert len(seg.digits) == 2
+    assert [d.box[0] for d in seg.digits] == sorted(d.box[0] for d in seg.digits)  # left to right
+
+
+def test_lines_are_read_top_to_bottom():
+    canvas = np.ones((300, 200), np.float32)
+    for y in (20, 170):
+        for x in (30, 120):
+            canvas[y : y + 100, x : x + 12] = 0
+    seg = segment((canvas * 255).astype(np.uint8))
+    assert [d.line for d in seg.digits] == [0, 0, 1, 1]
+    assert seg.digits[0].box[1] < seg.digits[2].box[1]
+
+
+def test_single_reads_one_digit():
+    canvas = np.ones((100, 300), np.float32)
+    canvas[20:80, 40:50] = 0
+    canvas[20:80, 200:210] = 0
+    assert len(segment((canvas * 255).astype(np.uint8)).digits) == 2
+    assert len(segment((canvas * 255).astype(np.uint8), single=True).digits) == 1
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "empty file"),
+    (b"this is not an image", "not a readable image"),
+    (png(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))[:2000], "corrupt image data"),
+])
+def test_bad_bytes_give_clear_errors(data, message):
+    with pytest.raises(ImageError, match=message):
+        decode(data)
+
+
+def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(pp, "MAX_PIXELS", 10_000)
+    with pytest.raises(ImageTooLargeError, match="limit is 10,000"):
+        decode(png(np.zeros((200, 200), np.uint8)))
+
+
+def test_arrays_are_checked():
+    bad = np.zeros((10, 10), np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(ImageError, match="NaN"):
+        decode(bad)
+    with pytest.raises(ImageError, match=r"must lie in \[0, 1\]"):
+        decode(np.full((10, 10), 3.0))
+    with pytest.raises(ImageError, match="shape"):
+        decode(np.zeros((4, 4, 2)))
+    with pytest.raises(ImageError, match="no such file"):
+        decode("/nonexistent/file.png")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_fuzz_bytes_only_clear_errors(data):
+    try:
+        segment(data)
+    except ImageError:
+        pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 40)),
+              elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
+def test_fuzz_arrays_only_clear_errors(a):
+    try:
+        seg = segment(a)
+        assert all(d.image.shape == (28, 28) for d in seg.digits)
+    except ImageError:
+        pass
