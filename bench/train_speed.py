@@ -109,7 +109,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="reference,fast,default,mlp", help="(default: reference,fast,default,mlp)")
     p.add_argument("--seeds", default="0,1,2", help="seeds for the fast preset (default: 0,1,2)")
-    p.add_argument("--out", default="/tmp/digitnet-bench", help="scratch model directory (default: /tmp/digitnet-bench)")
+    p.add_argument("--out", default="/tmp/digitnet-bench",
+                   help="scratch model directory (default: /tmp/digitnet-bench)")
     args = p.parse_args()
     results = []
     for name in args.runs.split(","):
