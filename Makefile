@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup data lint clean weights bench
+.PHONY: demo test setup data lint clean weights bench browser
 
 # Reinstall only when the project's dependencies change.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,export]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -32,7 +32,12 @@ weights: data
 bench: data
 	$(BIN)/python bench/train_speed.py
 
-test: data
+# The browser tests drive Debian's Chromium; install it (as root, from the distribution) when missing.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: data browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

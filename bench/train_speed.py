@@ -118,7 +118,7 @@ def main() -> int:
         for seed in seeds:
             r = run_child(name, seed, f"{args.out}/{name}-{seed}")
             results.append(r)
-            print(f"# {name} seed {seed}: final {r['final']:.4f}, process {r['wall_raw']:.1f} s", file=sys.stderr)
+            print(f"# {name} seed {seed}: final {r['final']:.4f}, process {r['process']:.1f} s", file=sys.stderr)
     ref = next((r for r in results if r["name"] == "reference"), None)
     header = ("run", "seed", "epochs", "to 99.0%", "to 99.2%", "to 99.5%", "final acc", "process s", "vs reference")
     print("| " + " | ".join(header) + " |")

@@ -172,6 +172,44 @@ def _describe(r: dict) -> str:
     return text
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
+    import os
+
+    token = args.token or os.environ.get("DIGITNET_TOKEN") or None
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and token is None:
+        print(f"digitnet: warning: serving on {args.host} without a token: anyone who can reach this address "
+              "can use the API (set --token or DIGITNET_TOKEN)", file=sys.stderr)
+    import uvicorn
+
+    from .inference import Predictor
+    from .server import Limits, create_app
+
+    predictor = Predictor.load(args.model)  # once, before the first request
+    predictor.warm_up()
+    app = create_app(predictor, token=token, cors_origin=args.cors_origin, limits=Limits(workers=args.workers))
+    print(f"digitnet: serving {predictor.path} on http://{args.host}:{args.port}/ (API docs at /docs)",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    f = export(args.model, args.format, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    print(f"exported {f['format']}: {f['path']} ({f['bytes']:,} bytes)")
+    print(f"verified on {f['n']} MNIST test images: accuracy {f['test_accuracy'] * 100:.2f}% "
+          f"(Keras {f['keras_test_accuracy'] * 100:.2f}%), argmax agreement {f['argmax_agreement'] * 100:.2f}%, "
+          f"max |dp| {f['max_abs_diff']:.2e}")
+    print(f"model card: {Path(args.out) / 'MODEL_CARD.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitnet",
@@ -240,6 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="flag predictions under this probability (default: calibrated with the model)")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
     pr.set_defaults(func=cmd_predict)
+
+    sv = sub.add_parser("serve", help="serve the HTTP API and the drawing page")
+    sv.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    sv.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    sv.add_argument("--workers", type=int, default=2, help="predictions running at once (default: 2)")
+    sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $DIGITNET_TOKEN)")
+    sv.add_argument("--cors-origin", metavar="ORIGIN", help="allow this origin to call the API (default: none)")
+    sv.set_defaults(func=cmd_serve)
+
+    ex = sub.add_parser("export", help="export a model for deployment and verify it on MNIST")
+    ex.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model)")
+    ex.add_argument("--format", required=True, choices=("savedmodel", "tflite", "tflite-int8", "onnx"),
+                    help="savedmodel (TF Serving), tflite, tflite-int8 or onnx")
+    ex.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    _add_data_args(ex)
+    ex.set_defaults(func=cmd_export)
     return parser
 
 

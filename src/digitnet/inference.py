@@ -109,6 +109,10 @@ class Predictor:
         out = [self._fn(self._tf.constant(x[i : i + CHUNK])).numpy() for i in range(0, len(x), CHUNK)]
         return np.concatenate(out)
 
+    def warm_up(self) -> None:
+        """Trace the prediction function now, so that the first real request is not the slow one."""
+        self.predict_proba(np.zeros((1, 28, 28), np.uint8))
+
     def predict(self, x) -> np.ndarray:
         """(n,) int64 labels."""
         return self.predict_proba(x).argmax(axis=1).astype(np.int64)
@@ -120,7 +124,7 @@ class Predictor:
 
     def predict_image(self, image, *, single: bool = False, top_k: int | None = None,
                       min_confidence: float | None = None, file: str | None = None,
-                      with_normalized: bool = False) -> dict:
+                      with_normalized: bool = False, max_pixels: int | None = None) -> dict:
         """Read the digits in a real image: a path, bytes, a file object, a PIL image or an array.
 
         Returns ``{"file", "digits", "reason", "predictions", "error"}`` (see the README). "No digit"
@@ -134,7 +138,7 @@ class Predictor:
         threshold = self.min_confidence if min_confidence is None else float(min_confidence)
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"min_confidence must lie in [0, 1], got {threshold}")
-        seg = segment(image, single=single)
+        seg = segment(image, single=single, max_pixels=max_pixels)
         result = {"file": file, "digits": None, "reason": seg.reason, "predictions": [], "error": None}
         if not seg.digits:
             return result

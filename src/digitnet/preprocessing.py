@@ -58,14 +58,16 @@ class Segmentation:
 # ------------------------------------------------------------------------------------------ decoding
 
 
-def decode(source) -> np.ndarray:
+def decode(source, max_pixels: int | None = None) -> np.ndarray:
     """Any image input to float32 (h, w, c) in [0, 1], c = 1 (grey) or 3 (RGB), plus alpha as a 4th
     channel when the image has transparency. Accepts a path, bytes, a file object, a PIL image or a
-    NumPy array (grey (h, w), or (h, w, 3|4); uint8, uint16 or floats in [0, 1])."""
+    NumPy array (grey (h, w), or (h, w, 3|4); uint8, uint16 or floats in [0, 1]). Images of more than
+    ``max_pixels`` (default :data:`MAX_PIXELS`) are refused with :class:`ImageTooLargeError`."""
+    cap = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
-        return _from_array(source)
+        return _from_array(source, cap)
     if isinstance(source, Image.Image):
-        return _from_pil(source)
+        return _from_pil(source, cap)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -85,8 +87,8 @@ def decode(source) -> np.ndarray:
         raise ImageTooLargeError(f"image data is larger than {MAX_BYTES // 2**20} MB")
     try:
         im = Image.open(io.BytesIO(data))
-        if im.width * im.height > MAX_PIXELS:  # checked from the header, before any pixel is decoded
-            raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {MAX_PIXELS:,}")
+        if im.width * im.height > cap:  # checked from the header, before any pixel is decoded
+            raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {cap:,}")
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         im.load()
     except ImageError:
@@ -97,12 +99,12 @@ def decode(source) -> np.ndarray:
         raise ImageTooLargeError(f"image is too large ({e})") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
         raise ImageError(f"corrupt image data ({e})") from e
-    return _from_pil(im)
+    return _from_pil(im, cap)
 
 
-def _from_pil(im: Image.Image) -> np.ndarray:
-    if im.width * im.height > MAX_PIXELS:
-        raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {MAX_PIXELS:,}")
+def _from_pil(im: Image.Image, cap: int) -> np.ndarray:
+    if im.width * im.height > cap:
+        raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {cap:,}")
     if im.width == 0 or im.height == 0:
         raise ImageError("image has no pixels")
     im = ImageOps.exif_transpose(im)
@@ -120,15 +122,15 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def _from_array(a: np.ndarray) -> np.ndarray:
+def _from_array(a: np.ndarray, cap: int) -> np.ndarray:
     if a.dtype == object or not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
         raise ImageError(f"array must be numeric, got dtype {a.dtype}")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"array must be (h, w) or (h, w, 1|3|4), got shape {a.shape}")
-    if a.shape[0] * a.shape[1] > MAX_PIXELS:
-        raise ImageTooLargeError(f"array is {a.shape[1]}x{a.shape[0]} pixels; the limit is {MAX_PIXELS:,}")
+    if a.shape[0] * a.shape[1] > cap:
+        raise ImageTooLargeError(f"array is {a.shape[1]}x{a.shape[0]} pixels; the limit is {cap:,}")
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
     if a.dtype == np.uint16:
@@ -234,9 +236,9 @@ class _Blob:
                      self.labels + o.labels, self.mass + o.mass)
 
 
-def segment(source, single: bool = False) -> Segmentation:
+def segment(source, single: bool = False, max_pixels: int | None = None) -> Segmentation:
     """Find the digits in an image and normalize each to MNIST form (see the module docstring)."""
-    pixels = decode(source)
+    pixels = decode(source, max_pixels)
     src_h, src_w = pixels.shape[:2]
     ink, scale, polarity = ink_map(pixels)
     seg = Segmentation(polarity=polarity, size=(src_w, src_h))

@@ -74,7 +74,7 @@ NO_AUGMENT = Augment(rotate=0, zoom=0, shift=0, elastic=0)
 # Presets per architecture: measured on a 2-core CPU (see docs/PERFORMANCE.md).
 PRESETS: dict[str, dict[str, dict]] = {
     "cnn": {
-        "fast": dict(epochs=1, augment=NO_AUGMENT),
+        "fast": dict(epochs=1, lr=7e-3, augment=NO_AUGMENT),
         "default": dict(epochs=9),
         "best": dict(epochs=15, width=48, ensemble=3, augment=Augment(elastic=1.0)),
     },

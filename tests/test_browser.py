@@ -1,0 +1,165 @@
+"""The drawing page in a real browser (Debian's Chromium driven by Playwright) against `digitnet serve`
+running as a real process. Screenshots go to artifacts/browser/."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from renders import inverted
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from digitnet.inference import shipped_model_path
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", "--port", str(port),
+                             "--model", str(shipped_model_path())], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"digitnet serve exited: {proc.stderr.read()}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    pg = browser.new_page(viewport={"width": 1000, "height": 800})
+    pg.goto(server)
+    yield pg
+    pg.close()
+
+
+def draw(page, digit: np.ndarray, left: float = 0.3, size: float = 0.8):
+    """Draw an MNIST digit with real pointer events: one stroke per run of ink in each pixel row."""
+    box = page.locator("#canvas").bounding_box()
+    cell = size * box["height"] / 28
+    x0 = box["x"] + left * box["width"] - 14 * cell
+    y0 = box["y"] + (box["height"] - 28 * cell) / 2
+    for r in range(28):
+        row = digit[r] > 100
+        c = 0
+        while c < 28:
+            if not row[c]:
+                c += 1
+                continue
+            end = c
+            while end + 1 < 28 and row[end + 1]:
+                end += 1
+            page.mouse.move(x0 + c * cell, y0 + r * cell)
+            page.mouse.down()
+            page.mouse.move(x0 + (end + 0.5) * cell, y0 + r * cell, steps=2)
+            page.mouse.up()
+            c = end + 1
+
+
+def answer_becomes(page, text: str, timeout=8.0) -> str:
+    deadline = time.time() + timeout
+    got = ""
+    while time.time() < deadline:
+        got = page.locator("#answer").inner_text()
+        if got == text:
+            return got
+        time.sleep(0.1)
+    return got
+
+
+def test_draw_single_digits(page, mnist):
+    x, y = mnist[1]
+    for i in (0, 1, 2, 3):
+        page.click("#clear")
+        draw(page, x[i])
+        assert answer_becomes(page, str(y[i])) == str(y[i])
+        top = page.locator(f"#bars li:nth-child({int(y[i]) + 1})")
+        assert "top" in top.get_attribute("class")
+        # The bar as rendered: the winning digit's fill covers most of its track.
+        fill, track = top.locator(".fill").bounding_box(), top.locator(".bar").bounding_box()
+        assert fill["width"] > 0.5 * track["width"] and fill["height"] > 5
+        assert page.locator("#normalized").is_visible()
+        assert "confidence" in page.locator("#confidence").inner_text()
+        page.screenshot(path=str(ARTIFACTS / f"digit-{i}-{y[i]}.png"))
+
+
+def test_two_digit_number_clear_and_undo(page, mnist):
+    x, y = mnist[1]
+    page.click("#clear")
+    draw(page, x[1], left=0.3)
+    draw(page, x[2], left=0.7)
+    expected = f"{y[1]}{y[2]}"
+    assert answer_becomes(page, expected) == expected
+    page.screenshot(path=str(ARTIFACTS / "two-digits.png"))
+    page.click("#clear")
+    assert answer_becomes(page, "Draw a digit") == "Draw a digit"
+    assert page.locator("#answer").get_attribute("data-state") == "empty"
+    draw(page, x[0])
+    assert answer_becomes(page, str(y[0])) == str(y[0])
+    for _ in range(60):  # undo stroke by stroke until the canvas is empty again
+        page.click("#undo")
+        if page.locator("#answer").get_attribute("data-state") == "empty":
+            break
+    assert page.locator("#answer").inner_text() == "Draw a digit"
+
+
+def test_upload_a_file_and_no_digit(page, mnist, tmp_path):
+    x, y = mnist[1]
+    path = tmp_path / "upload.png"
+    inverted(x[4], np.random.default_rng(0)).save(path)
+    page.set_input_files("#file", str(path))
+    assert answer_becomes(page, str(y[4])) == str(y[4])
+    page.screenshot(path=str(ARTIFACTS / "upload.png"))
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("L", (100, 100), 255).save(blank)
+    page.set_input_files("#file", str(blank))
+    assert answer_becomes(page, "No digit (blank image)") == "No digit (blank image)"
+
+
+def test_phone_sized_screen(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    pg = context.new_page()
+    pg.goto(server)
+    box = pg.locator("#canvas").bounding_box()
+    assert 300 < box["width"] <= 390  # fills the narrow screen without overflow
+    assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert pg.get_by_label("Clear the canvas").is_visible() and pg.get_by_label("Undo the last stroke").is_visible()
+    assert not pg.locator("#token-row").is_visible()  # only shown when the API asks for a token
+    pg.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
+    context.close()

@@ -1,0 +1,72 @@
+"""Every export format, loaded by its own runtime and checked on the 10k MNIST test set."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+EXE = [sys.executable, "-m", "digitnet", "export"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from digitnet.inference import shipped_model_path
+
+    return str(shipped_model_path())
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
+def test_float_exports_agree_with_keras(fmt, model_dir, mnist, tmp_path):
+    from digitnet.export import export
+
+    f = export(model_dir, fmt, tmp_path / fmt)
+    print(json.dumps({k: v for k, v in f.items() if k != "path"}))
+    assert f["argmax_agreement"] >= 0.999
+    assert f["max_abs_diff"] < 1e-4
+    card = (tmp_path / fmt / "MODEL_CARD.md").read_text()
+    assert f"{f['test_accuracy'] * 100:.2f}%" in card and "Known limits" in card and "Western Arabic" in card
+
+
+def test_savedmodel_layout_for_tf_serving(model_dir, mnist, tmp_path):
+    from digitnet.export import export
+
+    export(model_dir, "savedmodel", tmp_path)
+    assert (tmp_path / "1" / "saved_model.pb").is_file()
+    from pathlib import Path
+
+    tool = Path(sys.executable).parent / "saved_model_cli"  # installed with TensorFlow
+    cli = subprocess.run([str(tool), "show", "--dir", str(tmp_path / "1"), "--all"], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "signature_def['serving_default']" in cli.stdout and "inputs['image']" in cli.stdout
+    assert "outputs['probabilities']" in cli.stdout
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
+    assert list(sig.structured_input_signature[1]) == ["image"]
+    assert list(sig.structured_outputs) == ["probabilities"]
+
+
+def test_int8_accuracy_within_0_3_points(model_dir, mnist, tmp_path):
+    from digitnet.export import export
+
+    f = export(model_dir, "tflite-int8", tmp_path)
+    print(json.dumps({k: v for k, v in f.items() if k != "path"}))
+    assert f["quantization"]["input"]["dtype"] == "int8" and f["quantization"]["output"]["dtype"] == "int8"
+    assert abs(f["test_accuracy"] - f["keras_test_accuracy"]) <= 0.003
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "## Quantization" in card and "zero point" in card
+
+
+def test_export_errors(tmp_path):
+    bad = subprocess.run([*EXE, "--format", "pdf", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'pdf'" in bad.stderr and "savedmodel" in bad.stderr
+    missing = subprocess.run([*EXE, "--model", str(tmp_path / "nope"), "--format", "tflite", "--out",
+                              str(tmp_path / "o")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no model at" in missing.stderr
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not a model")
+    broken = subprocess.run([*EXE, "--model", str(corrupt), "--format", "tflite", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert broken.returncode == 1 and "cannot load model" in broken.stderr
