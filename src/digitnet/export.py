@@ -48,7 +48,8 @@ def export_savedmodel(model, out: Path) -> Path:
     tf = import_tf()
     target = out / "1"
     module = _serving_module(model)
-    _replace_dir(target, lambda tmp: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve}))
+    signatures = {"serving_default": module.serve}
+    _replace_dir(target, lambda tmp: tf.saved_model.save(module, str(tmp), signatures=signatures))
     return target
 
 

@@ -146,19 +146,37 @@ class Predictor:
         probs = self.predict_proba(batch)
         lines: dict[int, str] = {}
         for d, p in zip(seg.digits, probs):
-            label = int(p.argmax())
-            pred = {"digit": label, "probability": round(float(p[label]), 6),
-                    "probabilities": [round(float(v), 6) for v in p], "box": list(d.box),
-                    "low_confidence": bool(p[label] < threshold)}
-            if top_k:
-                order = np.argsort(-p)[:top_k]
-                pred["top_k"] = [[int(i), round(float(p[i]), 6)] for i in order]
-            if with_normalized:
-                pred["normalized"] = png_base64(d.image)
+            pred = _prediction(p, d.box, threshold, top_k, d.image if with_normalized else None)
             result["predictions"].append(pred)
-            lines[d.line] = lines.get(d.line, "") + str(label)
+            lines[d.line] = lines.get(d.line, "") + str(pred["digit"])
         result["digits"] = "\n".join(lines[k] for k in sorted(lines))
         return result
+
+    def predict_mnist_image(self, image: np.ndarray, *, top_k: int | None = None, file: str | None = None,
+                            with_normalized: bool = False) -> dict:
+        """The result object for one image already in MNIST form (uint8 (28, 28), white on black),
+        with no segmentation; an all-black image is "blank image"."""
+        image = np.asarray(image)
+        if image.shape != (28, 28) or image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 (28, 28) MNIST image, got {image.dtype} {image.shape}")
+        if not image.any():
+            return {"file": file, "digits": None, "reason": "blank image", "predictions": [], "error": None}
+        p = self.predict_proba(image)[0]
+        pred = _prediction(p, (0, 0, 28, 28), self.min_confidence, top_k, image if with_normalized else None)
+        return {"file": file, "digits": str(pred["digit"]), "reason": None, "predictions": [pred], "error": None}
+
+
+def _prediction(p: np.ndarray, box, threshold: float, top_k: int | None, normalized: np.ndarray | None) -> dict:
+    """One digit's entry in a result object."""
+    label = int(p.argmax())
+    pred = {"digit": label, "probability": round(float(p[label]), 6),
+            "probabilities": [round(float(v), 6) for v in p], "box": [int(v) for v in box],
+            "low_confidence": bool(p[label] < threshold)}
+    if top_k:
+        pred["top_k"] = [[int(i), round(float(p[i]), 6)] for i in np.argsort(-p)[:top_k]]
+    if normalized is not None:
+        pred["normalized"] = png_base64(normalized)
+    return pred
 
 
 def png_base64(image: np.ndarray) -> str:

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..inference import Predictor, png_base64
+from ..inference import Predictor
 from ..preprocessing import ImageError, ImageTooLargeError
 
 log = logging.getLogger("digitnet.server")
@@ -164,17 +164,8 @@ def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: s
             raise ApiError(400, str(e)) from None
 
     def predict_pixels(pixels: np.ndarray, top_k: int | None) -> dict:
-        image = np.round(pixels).astype(np.uint8)  # (28, 28) MNIST polarity
-        p = predictor.predict_proba(image)[0]
-        label = int(p.argmax())
-        pred = {"digit": label, "probability": round(float(p[label]), 6), "probabilities": [round(float(v), 6) for v in p],
-                "box": [0, 0, 28, 28], "low_confidence": bool(p[label] < predictor.min_confidence),
-                "normalized": png_base64(image)}
-        if top_k:
-            pred["top_k"] = [[int(i), round(float(p[i]), 6)] for i in np.argsort(-p)[:top_k]]
-        if not image.any():
-            return {"file": None, "digits": None, "reason": "blank image", "predictions": [], "error": None}
-        return {"file": None, "digits": str(label), "reason": None, "predictions": [pred], "error": None}
+        image = np.round(pixels).astype(np.uint8)  # (28, 28), MNIST polarity
+        return predictor.predict_mnist_image(image, top_k=top_k, with_normalized=True)
 
     def options(single: bool, top_k: int | None) -> tuple[bool, int | None]:
         if top_k is not None and not 1 <= top_k <= 10:
