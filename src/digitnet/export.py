@@ -28,35 +28,44 @@ FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 
 
-def _serving_module(model):
-    tf = import_tf()
-
-    class Serving(tf.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)])
-        def serve(self, image):  # (batch, 28, 28) in [0, 1]
-            return {OUTPUT_NAME: self.model(image, training=False)}  # (batch, 10)
-
-    return Serving(model)
-
-
 def export_savedmodel(model, out: Path) -> Path:
-    """``out/1/``: the versioned layout TensorFlow Serving loads as is, signature ``serving_default``."""
+    """``out/1/``: the versioned layout TensorFlow Serving loads as is, signature ``serving_default``
+    taking ``image`` and returning ``probabilities``."""
+    import keras
+
     tf = import_tf()
     target = out / "1"
-    module = _serving_module(model)
-    signatures = {"serving_default": module.serve}
-    _replace_dir(target, lambda tmp: tf.saved_model.save(module, str(tmp), signatures=signatures))
+
+    def write(tmp: Path) -> None:
+        # Keras's ExportArchive tracks the model's variables; a bare tf.function over a Keras 3 model
+        # converts to a TFLite file without its weights.
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name="serving_default",
+            fn=lambda image: {OUTPUT_NAME: model(image, training=False)},  # (batch, 28, 28) -> (batch, 10)
+            input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)],
+        )
+        archive.write_out(str(tmp), verbose=False)
+
+    _replace_dir(target, write)
     return target
 
 
 def export_tflite(model, out: Path, int8: bool = False, calibration: np.ndarray | None = None) -> Path:
     tf = import_tf()
-    module = _serving_module(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Through a SavedModel: the converter then freezes every weight (from a bare function it may not).
+        saved = export_savedmodel(model, Path(tmp))
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serving_default"])
+        data = _convert(converter, int8, calibration)
+    path = out / "model.tflite"
+    _atomic_bytes(path, data)
+    return path
+
+
+def _convert(converter, int8: bool, calibration: np.ndarray | None) -> bytes:
+    tf = import_tf()
     if int8:
         if calibration is None:
             raise ValueError("int8 quantization needs calibration images")
@@ -71,23 +80,24 @@ def export_tflite(model, out: Path, int8: bool = False, calibration: np.ndarray 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    data = converter.convert()
-    path = out / "model.tflite"
-    _atomic_bytes(path, data)
-    return path
+    return converter.convert()
 
 
 def export_onnx(model, out: Path) -> Path:
-    tf = import_tf()
+    """``out/model.onnx`` through tf2onnx, with the graph's input and output named clearly."""
+    import onnx
     import tf2onnx
 
+    tf = import_tf()
     spec = (tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME),)
-    fn = tf.function(lambda image: tf.identity(model(image, training=False), name=OUTPUT_NAME))
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17, output_names=[f"{OUTPUT_NAME}:0"])
-    # Clear names for users: the graph's input and output are "image" and "probabilities".
-    for node in proto.graph.node:
-        node.output[:] = [OUTPUT_NAME if o == f"{OUTPUT_NAME}:0" else o for o in node.output]
+    fn = tf.function(lambda image: model(image, training=False))  # (batch, 28, 28) -> (batch, 10)
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:  # rename tf2onnx's "Identity:0" and the like to "probabilities"
+        node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
+        node.input[:] = [OUTPUT_NAME if i == old else i for i in node.input]
     proto.graph.output[0].name = OUTPUT_NAME
+    onnx.checker.check_model(proto)
     path = out / "model.onnx"
     _atomic_bytes(path, proto.SerializeToString())
     return path
@@ -230,7 +240,7 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None, calibrat
         "max_abs_diff": float(np.abs(probs - reference).max()),
         "n": int(len(y_test)),
     }
-    if isinstance(run, TFLiteRunner):
+    if fmt == "tflite-int8":
         figures["quantization"] = run.quantization
     _write_card(out, predictor, figures)
     return figures
