@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup data lint clean weights bench browser
+.PHONY: demo test setup data lint clean weights bench system-deps
 
 # Reinstall only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -32,12 +32,14 @@ weights: data
 bench: data
 	$(BIN)/python bench/train_speed.py
 
-# The browser tests drive Debian's Chromium; install it (as root, from the distribution) when missing.
-browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+# The tests also need Debian's Chromium (browser tests) and Fashion-MNIST (dataset tests); install them
+# from the distribution (as root) when missing.
+system-deps:
+	@command -v chromium >/dev/null && test -d /usr/share/datasets/fashion-mnist || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+	    dataset-fashion-mnist >/dev/null; }
 
-test: data browser
+test: data system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

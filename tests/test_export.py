@@ -70,3 +70,21 @@ def test_export_errors(tmp_path):
     broken = subprocess.run([*EXE, "--model", str(corrupt), "--format", "tflite", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert broken.returncode == 1 and "cannot load model" in broken.stderr
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_predictor_backends_agree_with_tf(backend, predictor, mnist, tmp_path, monkeypatch):
+    import numpy as np
+
+    from digitnet.inference import Predictor, shipped_model_path
+
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))  # start from an empty conversion cache
+    x = mnist[1][0][:2000]
+    other = Predictor.load(shipped_model_path(), backend=backend)
+    assert list((tmp_path / "cache" / backend).iterdir())  # converted once, cached for the next load
+    a, b = predictor.predict_proba(x), other.predict_proba(x)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
+    assert np.abs(a - b).max() < 1e-4
+    assert other.predict_image(np.full((40, 40), 255, np.uint8))["reason"] == "blank image"
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        Predictor.load(shipped_model_path(), backend="cuda")

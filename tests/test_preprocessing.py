@@ -135,7 +135,7 @@ def test_decompression_bomb_is_refused_before_decoding():
     buf = io.BytesIO()
     bomb.save(buf, format="PNG")
     assert len(buf.getvalue()) < 1_000_000
-    with pytest.raises(ImageTooLargeError, match="30000x30000 pixels; the limit is 40,000,000"):
+    with pytest.raises(ImageTooLargeError, match="too large.*900000000 pixels"):
         decode(buf.getvalue())
 
 

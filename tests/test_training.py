@@ -143,3 +143,37 @@ def test_fast_preset_regression_gate_and_evaluate(mnist, tmp_path):
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["test"]["accuracy"] == \
         metrics["test"]["accuracy"]
     assert_png(tmp_path / "report" / "confusion_matrix.png")
+
+
+def test_image_folder_fine_tuning_from_a_saved_model(mnist, tmp_path):
+    """A folder of class subfolders of real-looking images, read through the preprocessing, fine-tuned
+    from the shipped model."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from renders import coloured, inverted, scaled
+
+    from digitnet.inference import shipped_model_path
+
+    x, y = mnist[1]
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mine"
+    for i in range(400):
+        d = folder / str(int(y[i]))
+        d.mkdir(parents=True, exist_ok=True)
+        (inverted, scaled, coloured)[i % 3](x[i], rng).save(d / f"{i}.png")
+    (folder / "3" / "notes.txt").write_text("not an image")  # ignored
+    out = tmp_path / "tuned"
+    proc = run("train", "--dataset", str(folder), "--init-from", str(shipped_model_path()), "--epochs", "1",
+               "--lr", "0.0005", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"]["name"] == str(folder) and abs(metrics["dataset"]["test"] - 80) <= 5  # 20% per class
+    assert metrics["test"]["accuracy"] >= 0.95  # starts from a 99.6% model; a few steps must not wreck it
+
+
+def test_fashion_mnist_dry_run(tmp_path):
+    out = tmp_path / "fashion"
+    proc = run("train", "--dataset", "fashion-mnist", "--dry-run", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"]["name"] == "fashion-mnist" and metrics["dataset"]["classes"][9] == "Ankle boot"
+    assert set(metrics["test"]["per_class"]) == set(metrics["dataset"]["classes"])

@@ -21,6 +21,7 @@ _LAZY = {
     "calculate_cost": "digitnet.models.tutorial",
     "train_parameters": "digitnet.models.tutorial",
     "predict": "digitnet.models.tutorial",
+    "Predictor": "digitnet.inference",
     "load_mnist": "digitnet.data",
     "load_tutorial_split": "digitnet.data",
 }

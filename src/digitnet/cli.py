@@ -25,6 +25,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="where downloads are verified and kept (default: $DIGITNET_HOME/data)")
 
 
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    from .inference import BACKENDS, DEFAULT_BACKEND
+
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help=f"inference runtime; onnx and tflite convert the model once and cache it "
+                        f"(default: {DEFAULT_BACKEND})")
+
+
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     from . import config
     from .data import MNIST, read_dir
@@ -133,7 +141,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import Predictor, error_result, expand_inputs
     from .preprocessing import ImageError
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, backend=args.backend)
     inputs = expand_inputs(args.images)
     if not inputs:
         print("digitnet: error: no image files found", file=sys.stderr)
@@ -189,7 +197,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .inference import Predictor
     from .server import Limits, create_app
 
-    predictor = Predictor.load(args.model)  # once, before the first request
+    predictor = Predictor.load(args.model, backend=args.backend)  # once, before the first request
     predictor.warm_up()
     app = create_app(predictor, token=token, cors_origin=args.cors_origin, limits=Limits(workers=args.workers))
     print(f"digitnet: serving {predictor.path} on http://{args.host}:{args.port}/ (API docs at /docs)",
@@ -277,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-confidence", type=float, metavar="P",
                     help="flag predictions under this probability (default: calibrated with the model)")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
+    _add_backend_arg(pr)
     pr.set_defaults(func=cmd_predict)
 
     sv = sub.add_parser("serve", help="serve the HTTP API and the drawing page")
@@ -286,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=int, default=2, help="predictions running at once (default: 2)")
     sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $DIGITNET_TOKEN)")
     sv.add_argument("--cors-origin", metavar="ORIGIN", help="allow this origin to call the API (default: none)")
+    _add_backend_arg(sv)
     sv.set_defaults(func=cmd_serve)
 
     ex = sub.add_parser("export", help="export a model for deployment and verify it on MNIST")

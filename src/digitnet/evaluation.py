@@ -12,6 +12,13 @@ import numpy as np
 from . import __version__
 
 
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels (the cross-entropy loss, unsmoothed)."""
+    if len(labels) == 0:
+        return 0.0
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean())
+
+
 def scores(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict:
     """Metrics of (n, k) probabilities against integer labels (n,)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -19,10 +26,9 @@ def scores(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> d
     k = len(classes)
     pred = probs.argmax(axis=1)
     p, r, f1, support = precision_recall_fscore_support(labels, pred, labels=range(k), zero_division=0)
-    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))
     return {
         "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
-        "loss": float(nll.mean()) if len(labels) else 0.0,
+        "loss": nll(probs, labels),
         "n": int(len(labels)),
         "errors": int((pred != labels).sum()),
         "per_class": {

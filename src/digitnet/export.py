@@ -249,6 +249,10 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None, calibrat
 def _write_card(out: Path, predictor, f: dict) -> None:
     info = predictor.info
     trained = info.get("model", {}).get("trained_at", "unknown")
+    ds = info.get("dataset", {})
+    data = (f"Trained on {ds['name']}: {ds['train']:,} training images, {ds['validation']:,} held out for "
+            f"validation (model selection); its test images were never used to choose anything."
+            if {"name", "train", "validation"} <= set(ds) else "Training data: not recorded with this model.")
     int8 = f["format"] == "tflite-int8"
     quant = ""
     if "quantization" in f:
@@ -273,8 +277,8 @@ def _write_card(out: Path, predictor, f: dict) -> None:
 - Output `{OUTPUT_NAME}`: {"int8" if int8 else "float32"} (batch, 10), the probability of each digit 0-9.
 
 ## Data
-Trained on MNIST (Yann LeCun and Corinna Cortes, CC BY-SA 3.0): 55,000 training images, 5,000 held out
-for validation; evaluated on the 10,000 test images, which were never used to choose anything.
+{data} MNIST is by Yann LeCun and Corinna Cortes (CC BY-SA 3.0). The accuracy below is measured on the
+10,000 MNIST test images.
 
 ## Accuracy, measured on this export
 | | value |

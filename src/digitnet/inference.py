@@ -15,6 +15,8 @@ from . import config
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images per graph call: bounds memory on large batches
+BACKENDS = ("tf", "onnx", "tflite")
+DEFAULT_BACKEND = "tf"  # see docs/PERFORMANCE.md, "Inference backends"
 DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -47,21 +49,28 @@ class Predictor:
     shaped (n, 28, 28), (n, 784) or one (28, 28). uint8 means 0-255; floats must lie in [0, 1].
     """
 
-    def __init__(self, model, info: dict | None = None, path: Path | None = None):
+    def __init__(self, model, info: dict | None = None, path: Path | None = None, backend: str = "tf"):
         from ._tf import import_tf
 
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         tf = import_tf()
         self.model = model
         self.info = info or {}
         self.path = path
-        # A fixed signature: one trace, reused for every batch size (no retracing, no model.predict).
-        self._fn = tf.function(lambda x: model(x, training=False),
-                               input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
-        self._tf = tf
+        self.backend = backend
+        if backend == "tf":
+            # A fixed signature: one trace, reused for every batch size (no retracing, no model.predict).
+            fn = tf.function(lambda x: model(x, training=False),
+                             input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
+            self._run = lambda x: fn(tf.constant(x)).numpy()
+        else:
+            self._run = _exported_runner(model, path, backend).predict_proba
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> Predictor:
-        """Load a model directory or ``.keras`` file; with no argument, the default model."""
+    def load(cls, path: str | os.PathLike | None = None, backend: str = DEFAULT_BACKEND) -> Predictor:
+        """Load a model directory or ``.keras`` file (default: the default model) to run on ``backend``:
+        "tf" (a traced tf.function), "onnx" (ONNX Runtime) or "tflite" (the LiteRT interpreter)."""
         import keras
 
         from .models import layers  # noqa: F401  (registers digitnet's layers for safe_mode loading)
@@ -78,7 +87,7 @@ class Predictor:
                 info = json.loads(metrics.read_text())
             except json.JSONDecodeError:
                 log.warning("ignoring unreadable %s", metrics)
-        return cls(model, info, file)
+        return cls(model, info, file, backend)
 
     @staticmethod
     def to_mnist_batch(x) -> np.ndarray:
@@ -106,8 +115,7 @@ class Predictor:
         x = self.to_mnist_batch(x)
         if len(x) == 0:
             return np.zeros((0, 10), np.float32)
-        out = [self._fn(self._tf.constant(x[i : i + CHUNK])).numpy() for i in range(0, len(x), CHUNK)]
-        return np.concatenate(out)
+        return np.concatenate([self._run(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)])
 
     def warm_up(self) -> None:
         """Trace the prediction function now, so that the first real request is not the slow one."""
@@ -177,6 +185,27 @@ def _prediction(p: np.ndarray, box, threshold: float, top_k: int | None, normali
     if normalized is not None:
         pred["normalized"] = png_base64(normalized)
     return pred
+
+
+def _exported_runner(model, path: Path | None, backend: str):
+    """An ONNX Runtime or LiteRT runner for ``model``, converted once and cached by the model's sha256."""
+    from . import export
+    from .data.fetch import sha256_file
+
+    suffix = {"onnx": ".onnx", "tflite": ".tflite"}[backend]
+    cache = config.home() / "cache" / backend
+    key = sha256_file(path)[:16] if path is not None and path.is_file() else None
+    target = cache / f"{key}{suffix}" if key else None
+    if target is None or not target.is_file():
+        import tempfile
+
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:  # same filesystem: the rename is atomic
+            made = export.export_onnx(model, Path(tmp)) if backend == "onnx" else export.export_tflite(model, Path(tmp))
+            if target is None:
+                return export.runner(backend, made)  # an in-memory model: nothing to cache it by
+            os.replace(made, target)
+    return export.runner(backend, target)
 
 
 def png_base64(image: np.ndarray) -> str:

@@ -63,13 +63,62 @@ def fingerprint(train: Split, test: Split) -> str:
 def load(
     dataset: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
 ) -> tuple[Split, Split, DatasetInfo]:
-    """Load ``mnist``, ``fashion-mnist``, or a folder of the four IDX files (raw or .gz)."""
+    """Load ``mnist``, ``fashion-mnist``, or a folder: the four IDX files (raw or .gz), or class
+    subfolders ``0/ ... 9/`` of images (see :func:`read_image_folder`)."""
     if dataset in NAMED:
         spec, sources, classes = NAMED[dataset]
         train, test = load_dataset(spec, sources, data_dir if dataset == "mnist" else None, cache_dir)
     elif Path(dataset).is_dir():
-        train, test = read_dir(dataset, MNIST)
+        folder = Path(dataset)
+        is_images = any((folder / d).is_dir() for d in DIGITS) or (folder / "train").is_dir()
+        train, test = read_image_folder(folder) if is_images else read_dir(folder, MNIST)
         classes = DIGITS
     else:
-        raise ValueError(f"unknown dataset {dataset!r}: use mnist, fashion-mnist, or a folder of IDX files")
+        raise ValueError(f"unknown dataset {dataset!r}: use mnist, fashion-mnist, or a folder")
     return train, test, DatasetInfo(str(dataset), fingerprint(train, test), classes)
+
+
+def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tuple[Split, Split]:
+    """Images sorted into class subfolders ``0/ ... 9/``, each normalized to MNIST form the way
+    ``digitnet predict --single`` reads it. With ``train/`` and ``test/`` subfolders (each holding
+    ``0/ ... 9/``) those are the split; otherwise a fixed ``test_share`` of each class is held out.
+
+    An image with no digit in it is skipped (and counted in the log); an unreadable one raises.
+    """
+    import logging
+
+    from ..inference import IMAGE_SUFFIXES
+    from ..preprocessing import segment
+
+    log = logging.getLogger(__name__)
+    folder = Path(folder)
+
+    def read(root: Path) -> Split:
+        images, labels, skipped = [], [], 0
+        for d in DIGITS:
+            for f in sorted((root / d).glob("*")) if (root / d).is_dir() else []:
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                seg = segment(f, single=True)
+                if not seg.digits:
+                    skipped += 1
+                    continue
+                images.append(seg.digits[0].image)
+                labels.append(int(d))
+        if skipped:
+            log.warning("%s: skipped %d images with no digit in them", root, skipped)
+        if not images:
+            raise ValueError(f"{root} holds no readable digit images in subfolders 0/ ... 9/")
+        return np.stack(images), np.array(labels, np.uint8)
+
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        return read(folder / "train"), read(folder / "test")
+    x, y = read(folder)
+    rng = np.random.default_rng(0)
+    test_idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: int(round(test_share * (y == c).sum()))]
+                               for c in range(10)]).astype(int)
+    mask = np.zeros(len(y), bool)
+    mask[test_idx] = True
+    if mask.all() or not mask.any():
+        raise ValueError(f"{folder}: too few images to hold {test_share:.0%} out for testing")
+    return (x[~mask], y[~mask]), (x[mask], y[mask])

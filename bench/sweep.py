@@ -1,0 +1,60 @@
+"""Sweep training configs over seeds: each run a fresh `digitnet.training.train` process.
+
+    python bench/sweep.py '[{"lr": 0.007}, {"label_smoothing": 0.05}]' --seeds 0,1,2
+    python bench/sweep.py '[{"arch": "mlp", "preset": "default", "batch_size": 512}]'
+
+Each config is a preset (``preset``, default "fast"; ``arch``, default "cnn") plus TrainConfig overrides.
+Prints a table: accuracy per seed, the mean, and the mean whole-process time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = """
+import json, sys
+from digitnet.augment import Augment
+from digitnet.training import make_config, train
+kw = json.loads(sys.argv[1])
+arch, preset = kw.pop("arch", "cnn"), kw.pop("preset", "fast")
+if "hidden" in kw:
+    kw["hidden"] = tuple(kw["hidden"])
+if "augment" in kw:
+    kw["augment"] = Augment(**kw["augment"])
+m = train(make_config(arch, preset, seed=int(sys.argv[2]), **kw), sys.argv[3])
+print("RESULT", m["test"]["accuracy"])
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", help="a JSON list of config objects")
+    p.add_argument("--seeds", default="0,1,2", help="(default: 0,1,2)")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print("| config | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | mean process s |")
+    print("|---|" + "---|" * (len(seeds) + 2))
+    for cfg in json.loads(args.configs):
+        accs, times = [], []
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as out:
+                t = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg), str(seed), out],
+                                      capture_output=True, text=True)
+                times.append(time.perf_counter() - t)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cfg} seed {seed} failed:\n{proc.stderr[-2000:]}")
+            accs.append(float(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()[1]))
+        cells = [f"{a * 100:.2f}%" for a in accs]
+        print(f"| `{json.dumps(cfg)}` | " + " | ".join(cells) + f" | {sum(accs) / len(accs) * 100:.2f}% | "
+              f"{sum(times) / len(times):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
