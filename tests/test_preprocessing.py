@@ -130,13 +130,20 @@ def test_bad_bytes_give_clear_errors(data, message):
 def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(ImageTooLargeError, match="limit is 10,000"):
         decode(png(np.zeros((200, 200), np.uint8)), max_pixels=10_000)
-    # A real bomb: a 30000x30000 PNG of zeros is a few hundred KB; its header alone gets it refused.
-    bomb = Image.new("1", (30000, 30000))
-    buf = io.BytesIO()
-    bomb.save(buf, format="PNG")
-    assert len(buf.getvalue()) < 1_000_000
+    # A bomb: a PNG whose header claims 30000x30000 pixels. Its header alone gets it refused.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + \
+        chunk(b"IEND", b"")
     with pytest.raises(ImageTooLargeError, match="too large.*900000000 pixels"):
-        decode(buf.getvalue())
+        decode(bomb)
+    with pytest.raises(ImageTooLargeError, match="30000x1500 pixels; the limit is 40,000,000"):
+        decode(bomb[:8] + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000 // 20, 8, 0, 0, 0, 0)) + bomb[33:])
 
 
 def test_arrays_are_checked():
