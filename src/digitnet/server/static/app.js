@@ -8,6 +8,7 @@
   const message = document.getElementById("message");
   const normalized = document.getElementById("normalized");
   const bars = document.getElementById("bars");
+  const barsCaption = document.getElementById("bars-caption");
   const tokenRow = document.getElementById("token-row");
   const tokenInput = document.getElementById("token");
   const strokes = [];  // each stroke: a list of [x, y] in canvas pixels
@@ -131,6 +132,8 @@
                             : `${preds.length} digits, lowest confidence ${(Math.min(...preds.map(p => p.probability)) * 100).toFixed(1)}%`)
       : "";
     if (preds.some(p => p.low_confidence)) message.textContent = "Low confidence: the drawing may not be a clear digit.";
+    barsCaption.textContent = preds.length > 1 ? `Probability of each digit, for the first of ${preds.length}`
+                                               : "Probability of each digit";
     const probs = first ? first.probabilities : new Array(10).fill(0);
     const top = first ? first.digit : -1;
     [...bars.children].forEach((li, d) => {
