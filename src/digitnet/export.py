@@ -153,7 +153,12 @@ def tflite_interpreter(path: Path):
 
 
 class TFLiteRunner(Runner):
+    """The interpreter is not thread-safe: calls are serialized (each takes well under a millisecond)."""
+
     def __init__(self, path: Path):
+        import threading
+
+        self.lock = threading.Lock()
         self.interp = tflite_interpreter(path)
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
@@ -166,6 +171,10 @@ class TFLiteRunner(Runner):
                 "output": {"dtype": np.dtype(self.out["dtype"]).name, "scale": float(so), "zero_point": int(zo)}}
 
     def predict_proba(self, x, batch: int = 256):
+        with self.lock:
+            return self._predict(x, batch)
+
+    def _predict(self, x, batch: int):
         out = []
         for i in range(0, len(x), batch):
             chunk = x[i : i + batch]

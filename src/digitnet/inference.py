@@ -15,8 +15,8 @@ from . import config
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images per graph call: bounds memory on large batches
-BACKENDS = ("tf", "onnx", "tflite")
-DEFAULT_BACKEND = "tf"  # see docs/PERFORMANCE.md, "Inference backends"
+BACKENDS = ("tflite", "onnx", "tf")
+DEFAULT_BACKEND = "tflite"  # 16x lower single-image latency than tf; see docs/PERFORMANCE.md
 DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -43,43 +43,59 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
 
 
 class Predictor:
-    """A loaded model with a fast, fixed-signature prediction function.
+    """A loaded model with a fast prediction function on one of three runtimes (``backend``).
 
     Inputs to :meth:`predict_proba` are images already in MNIST form: white ink on black, centred,
     shaped (n, 28, 28), (n, 784) or one (28, 28). uint8 means 0-255; floats must lie in [0, 1].
     """
 
-    def __init__(self, model, info: dict | None = None, path: Path | None = None, backend: str = "tf"):
-        from ._tf import import_tf
-
+    def __init__(self, model=None, info: dict | None = None, path: Path | None = None, backend: str = "tf"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        tf = import_tf()
-        self.model = model
+        if model is None and path is None:
+            raise ValueError("a Predictor needs a Keras model or the path of one")
+        self._model = model
         self.info = info or {}
         self.path = path
         self.backend = backend
         if backend == "tf":
+            from ._tf import import_tf
+
+            tf = import_tf()
+            model = self.model
             # A fixed signature: one trace, reused for every batch size (no retracing, no model.predict).
             fn = tf.function(lambda x: model(x, training=False),
                              input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
             self._run = lambda x: fn(tf.constant(x)).numpy()
         else:
-            self._run = _exported_runner(model, path, backend).predict_proba
+            self._run = _exported_runner(self, backend).predict_proba
+
+    @property
+    def model(self):
+        """The Keras model, loaded on first use (the onnx and tflite backends run without it)."""
+        if self._model is None:
+            self._model = _load_keras(self.path)
+        return self._model
+
+    @property
+    def name(self) -> str:
+        return self.info.get("model", {}).get("name") or self.model.name
+
+    @property
+    def parameters(self) -> int:
+        return int(self.info.get("model", {}).get("parameters") or self.model.count_params())
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, backend: str = DEFAULT_BACKEND) -> Predictor:
         """Load a model directory or ``.keras`` file (default: the default model) to run on ``backend``:
-        "tf" (a traced tf.function), "onnx" (ONNX Runtime) or "tflite" (the LiteRT interpreter)."""
-        import keras
+        "tflite" (the LiteRT interpreter), "onnx" (ONNX Runtime) or "tf" (a traced tf.function).
 
-        from .models import layers  # noqa: F401  (registers digitnet's layers for safe_mode loading)
-
+        The onnx and tflite backends convert the model once and cache the result by the model file's
+        sha256 in ``$DIGITNET_HOME/cache``; once cached, loading needs neither TensorFlow nor Keras.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         file = resolve_model_path(path)
-        try:
-            model = keras.models.load_model(file, safe_mode=True, compile=False)
-        except Exception as e:  # Keras raises many types for damaged archives
-            raise ValueError(f"cannot load model {file}: {e}") from e
         info = {}
         metrics = file.with_name("metrics.json")
         if metrics.is_file():
@@ -87,6 +103,7 @@ class Predictor:
                 info = json.loads(metrics.read_text())
             except json.JSONDecodeError:
                 log.warning("ignoring unreadable %s", metrics)
+        model = None if backend != "tf" and _cache_path(file, backend).is_file() else _load_keras(file)
         return cls(model, info, file, backend)
 
     @staticmethod
@@ -187,24 +204,39 @@ def _prediction(p: np.ndarray, box, threshold: float, top_k: int | None, normali
     return pred
 
 
-def _exported_runner(model, path: Path | None, backend: str):
-    """An ONNX Runtime or LiteRT runner for ``model``, converted once and cached by the model's sha256."""
-    from . import export
+def _load_keras(file: Path):
+    import keras
+
+    from .models import layers  # noqa: F401  (registers digitnet's layers for safe_mode loading)
+
+    try:
+        return keras.models.load_model(file, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many types for damaged archives
+        raise ValueError(f"cannot load model {file}: {e}") from e
+
+
+def _cache_path(file: Path, backend: str) -> Path:
     from .data.fetch import sha256_file
 
     suffix = {"onnx": ".onnx", "tflite": ".tflite"}[backend]
-    cache = config.home() / "cache" / backend
-    key = sha256_file(path)[:16] if path is not None and path.is_file() else None
-    target = cache / f"{key}{suffix}" if key else None
-    if target is None or not target.is_file():
-        import tempfile
+    return config.home() / "cache" / backend / f"{sha256_file(file)[:16]}{suffix}"
 
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:  # same filesystem: the rename is atomic
-            made = export.export_onnx(model, Path(tmp)) if backend == "onnx" else export.export_tflite(model, Path(tmp))
-            if target is None:
-                return export.runner(backend, made)  # an in-memory model: nothing to cache it by
-            os.replace(made, target)
+
+def _exported_runner(predictor: Predictor, backend: str):
+    """An ONNX Runtime or LiteRT runner, converted from the Keras model once and cached."""
+    import tempfile
+
+    from . import export
+
+    convert = export.export_onnx if backend == "onnx" else export.export_tflite
+    if predictor.path is None:  # an in-memory model: nothing to cache it by
+        tmp = Path(tempfile.mkdtemp(prefix="digitnet-"))
+        return export.runner(backend, convert(predictor.model, tmp))
+    target = _cache_path(predictor.path, backend)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # same filesystem: the rename is atomic
+            os.replace(convert(predictor.model, Path(tmp)), target)
     return export.runner(backend, target)
 
 

@@ -183,10 +183,10 @@ def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: s
     @app.get("/api/model", dependencies=api, summary="The loaded model")
     async def model_info():
         info = predictor.info
-        return {"name": predictor.model.name, "file": str(predictor.path) if predictor.path else None,
+        return {"name": predictor.name, "file": str(predictor.path) if predictor.path else None,
                 "accuracy": info.get("test", {}).get("accuracy"), "trained_at": info.get("model", {}).get("trained_at"),
-                "parameters": int(predictor.model.count_params()), "classes": [str(i) for i in range(10)],
-                "min_confidence": predictor.min_confidence}
+                "parameters": predictor.parameters, "classes": [str(i) for i in range(10)],
+                "min_confidence": predictor.min_confidence, "backend": predictor.backend}
 
     @app.post("/api/predict", dependencies=api, summary="Read the digits in one image",
               description="Multipart upload (field `file`), or JSON `{\"pixels\": 28x28 or 784 numbers 0-255, "
