@@ -149,9 +149,8 @@ def test_image_folder_fine_tuning_from_a_saved_model(mnist, tmp_path):
     """A folder of class subfolders of real-looking images, read through the preprocessing, fine-tuned
     from the shipped model."""
     sys.path.insert(0, os.path.dirname(__file__))
-    from renders import coloured, inverted, scaled
-
     from digitnet.inference import shipped_model_path
+    from renders import coloured, inverted, scaled
 
     x, y = mnist[1]
     rng = np.random.default_rng(0)

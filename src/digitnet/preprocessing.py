@@ -27,7 +27,7 @@ from scipy import ndimage
 
 MAX_PIXELS = 40_000_000  # decoded size cap: a decompression bomb is refused before it is decoded
 MAX_BYTES = 50 * 1024 * 1024
-WORK_PIXELS = 250_000  # analysis resolution: enough for 12 digits in a row, cheap for a photo
+WORK_PIXELS = 90_000  # analysis resolution: enough for 12 digits in a row, cheap for a photo
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this much (of full scale) to count
 MNIST_STROKE = 3.5  # median MNIST stroke width in the 20x20 box, as _match_stroke measures it
 
@@ -63,6 +63,20 @@ def decode(source, max_pixels: int | None = None) -> np.ndarray:
     channel when the image has transparency. Accepts a path, bytes, a file object, a PIL image or a
     NumPy array (grey (h, w), or (h, w, 3|4); uint8, uint16 or floats in [0, 1]). Images of more than
     ``max_pixels`` (default :data:`MAX_PIXELS`) are refused with :class:`ImageTooLargeError`."""
+    return _to_float(_open(source, max_pixels))
+
+
+def _to_float(img) -> np.ndarray:
+    if isinstance(img, np.ndarray):
+        return img
+    a = np.asarray(img, dtype=np.float32)
+    a = a if img.mode == "F" else a / 255.0
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _open(source, max_pixels: int | None = None):
+    """Decode to a PIL image in mode L, RGB, RGBA (only with real transparency) or F (16-bit, scaled
+    to [0, 1]), upright per EXIF; or, for array input, a validated float32 (h, w, c) array."""
     cap = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, np.ndarray):
         return _from_array(source, cap)
@@ -102,24 +116,25 @@ def decode(source, max_pixels: int | None = None) -> np.ndarray:
     return _from_pil(im, cap)
 
 
-def _from_pil(im: Image.Image, cap: int) -> np.ndarray:
+def _from_pil(im: Image.Image, cap: int) -> Image.Image:
     if im.width * im.height > cap:
         raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {cap:,}")
     if im.width == 0 or im.height == 0:
         raise ImageError("image has no pixels")
-    im = ImageOps.exif_transpose(im)
+    if im.getexif().get(0x0112, 1) != 1:  # only rotate when EXIF says so: the transpose copies the image
+        im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float32)
         top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
-        return np.clip(a / top, 0, 1)[..., None]
+        return Image.fromarray(np.clip(a / top, 0, 1), mode="F")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("LA", "PA", "RGBA", "La", "RGBa") or "transparency" in im.info:
-        a = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-        return a if a[..., 3].min() < 1.0 else a[..., :3]
-    if im.mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.float32)[..., None] / 255.0
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        im = im.convert("RGBA")
+        return im if im.getchannel("A").getextrema()[0] < 255 else im.convert("RGB")
+    if im.mode in ("L", "RGB"):
+        return im
+    return im.convert("L") if im.mode == "1" else im.convert("RGB")
 
 
 def _from_array(a: np.ndarray, cap: int) -> np.ndarray:
@@ -152,57 +167,73 @@ def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
                                                           else Image.Resampling.BILINEAR))
 
 
-def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float, str]:
-    """Float (h, w, c) pixels to an ink map (h', w') in [0, 1] at a bounded working resolution.
+def working(source, max_pixels: int | None = None) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Decode and shrink to the analysis resolution (at most :data:`WORK_PIXELS`), area-averaged.
 
-    Returns (ink, scale, polarity) where ``scale`` = working size / source size.
+    Returns float32 (h', w', c) pixels in [0, 1], the scale (working / source size) and the source
+    (width, height). Shrinking happens before the float conversion, in Pillow, for speed.
     """
-    h, w = pixels.shape[:2]
-    scale = min(1.0, (WORK_PIXELS / (h * w)) ** 0.5)
-    wh, ww = max(1, round(h * scale)), max(1, round(w * scale))
-    chans = [pixels[..., i] if (wh, ww) == (h, w) else _resize(np.ascontiguousarray(pixels[..., i]), ww, wh)
-             for i in range(pixels.shape[2])]
-    alpha = None
+    img = _open(source, max_pixels)
+    if isinstance(img, np.ndarray):
+        h, w = img.shape[:2]
+    else:
+        w, h = img.size
+    if h * w <= WORK_PIXELS:
+        return _to_float(img), 1.0, (w, h)
+    k = int(np.ceil((h * w / WORK_PIXELS) ** 0.5))  # an integer box reduction: the fastest way down
+    if isinstance(img, np.ndarray):
+        wh, ww = -(-h // k), -(-w // k)
+        img = np.stack([_resize(np.ascontiguousarray(img[..., i]), ww, wh) for i in range(img.shape[2])], -1)
+    else:
+        img = img.reduce(k)
+        ww, wh = img.size
+    return _to_float(img), ww / w, (w, h)
+
+
+def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    """Float (h, w, c) pixels to an ink map (h, w) in [0, 1] and the polarity that was found."""
+    chans = [np.ascontiguousarray(pixels[..., i]) for i in range(pixels.shape[2])]
     if len(chans) == 4:
         alpha, chans = chans[3], chans[:3]
         if (alpha > 0.5).mean() < 0.5:  # strokes on a transparent canvas: opacity is the ink
-            return np.clip(alpha, 0, 1), scale, "alpha"
+            return np.clip(alpha, 0, 1), "alpha"
         # Mostly opaque (a photo with a transparent margin): composite onto the paper colour.
         paper = [float(np.median(c[alpha > 0.5])) for c in chans]
         chans = [c * alpha + p * (1 - alpha) for c, p in zip(chans, paper)]
-    img = np.stack(chans, axis=-1)  # (h', w', c)
-    lum = img.mean(axis=-1)
+    lum = chans[0] if len(chans) == 1 else sum(chans) / len(chans)
     # Ink is the minority of pixels, so the median is paper; whichever side the outliers lie on is ink.
-    paper = float(np.median(lum))
+    paper = float(np.median(lum[::2, ::2]))
     far = np.abs(lum - paper) > MIN_CONTRAST
     light_ink = bool(far.any() and (lum[far] - paper).mean() > 0)
-    bg = _background(img, light_ink)
-    dist = np.sqrt(((img - bg) ** 2).mean(axis=-1))  # colour distance from the local paper
+    bg = _background(chans, light_ink)
+    sq = sum((c - b) ** 2 for c, b in zip(chans, bg))
+    dist = np.sqrt(sq / len(chans))  # colour distance from the local paper
+    bg_lum = bg[0] if len(bg) == 1 else sum(bg) / len(bg)
     # Only the ink side counts: a bright glare on dark-ink paper is not ink.
-    dist = np.where((lum > bg.mean(axis=-1)) == light_ink, dist, 0.0).astype(np.float32)
-    return dist, scale, "light-on-dark" if light_ink else "dark-on-light"
+    dist = np.where((lum > bg_lum) == light_ink, dist, 0.0).astype(np.float32)
+    return dist, "light-on-dark" if light_ink else "dark-on-light"
 
 
-def _background(img: np.ndarray, light_ink: bool) -> np.ndarray:
-    """The paper's colour at every pixel, by a morphological closing (opening for light ink) wider
-    than any stroke, on a coarse copy: removes the ink and keeps shadows and lighting gradients."""
-    h, w, c = img.shape
+def _background(chans: list[np.ndarray], light_ink: bool) -> list[np.ndarray]:
+    """The paper's colour at every pixel, per channel, by a morphological closing (opening for light
+    ink) wider than any stroke, on a coarse copy: removes the ink, keeps shadows and light gradients."""
+    h, w = chans[0].shape
     k = min(1.0, 96 / max(h, w))
     sh, sw = max(1, round(h * k)), max(1, round(w * k))
     size = max(3, int(round(0.35 * min(sh, sw))) | 1)  # wider than the thickest stroke of a frame-filling digit
     first, second = (ndimage.minimum_filter, ndimage.maximum_filter) if light_ink else \
         (ndimage.maximum_filter, ndimage.minimum_filter)
     out = []
-    for i in range(c):
-        small = _resize(np.ascontiguousarray(img[..., i]), sw, sh) if k < 1 else img[..., i]
+    for c in chans:
+        small = _resize(c, sw, sh) if k < 1 else c
         paper = ndimage.uniform_filter(second(first(small, size=size, mode="nearest"), size=size, mode="nearest"),
                                        size=3, mode="nearest")
         out.append(_resize(np.ascontiguousarray(paper, dtype=np.float32), w, h) if k < 1 else paper)
-    return np.stack(out, axis=-1)
+    return out
 
 
 def _otsu(values: np.ndarray) -> float:
-    hist, edges = np.histogram(values, bins=64, range=(0.0, 1.0))
+    hist, edges = np.histogram(values[::2, ::2] if values.ndim == 2 else values, bins=64, range=(0.0, 1.0))
     p = hist / max(hist.sum(), 1)
     w0 = np.cumsum(p)
     mu = np.cumsum(p * edges[:-1])
@@ -238,9 +269,8 @@ class _Blob:
 
 def segment(source, single: bool = False, max_pixels: int | None = None) -> Segmentation:
     """Find the digits in an image and normalize each to MNIST form (see the module docstring)."""
-    pixels = decode(source, max_pixels)
-    src_h, src_w = pixels.shape[:2]
-    ink, scale, polarity = ink_map(pixels)
+    pixels, scale, (src_w, src_h) = working(source, max_pixels)
+    ink, polarity = ink_map(pixels)
     seg = Segmentation(polarity=polarity, size=(src_w, src_h))
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
@@ -252,8 +282,7 @@ def segment(source, single: bool = False, max_pixels: int | None = None) -> Segm
     if n == 0:
         seg.reason = "blank image"
         return seg
-    idx = np.arange(1, n + 1)
-    masses = ndimage.sum_labels(ink, labels, idx)
+    masses = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]  # ink per component
     boxes = ndimage.find_objects(labels)
     blobs = [_Blob(s[1].start, s[0].start, s[1].stop, s[0].stop, [i + 1], float(m))
              for i, (s, m) in enumerate(zip(boxes, masses))]
