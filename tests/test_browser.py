@@ -109,9 +109,15 @@ def test_draw_single_digits(page, mnist):
         assert answer_becomes(page, str(y[i])) == str(y[i])
         top = page.locator(f"#bars li:nth-child({int(y[i]) + 1})")
         assert "top" in top.get_attribute("class")
-        # The bar as rendered: the winning digit's fill covers most of its track.
-        fill, track = top.locator(".fill").bounding_box(), top.locator(".bar").bounding_box()
-        assert fill["width"] > 0.5 * track["width"] and fill["height"] > 5
+        # The bar as rendered (after its 120 ms transition): the winning digit's fill covers most of its track.
+        ratio = 0.0
+        for _ in range(20):
+            fill, track = top.locator(".fill").bounding_box(), top.locator(".bar").bounding_box()
+            ratio = fill["width"] / track["width"]
+            if ratio > 0.5:
+                break
+            time.sleep(0.1)
+        assert ratio > 0.5 and fill["height"] > 5
         assert page.locator("#normalized").is_visible()
         assert "confidence" in page.locator("#confidence").inner_text()
         page.screenshot(path=str(ARTIFACTS / f"digit-{i}-{y[i]}.png"))

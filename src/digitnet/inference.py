@@ -234,9 +234,14 @@ def _exported_runner(predictor: Predictor, backend: str):
         return export.runner(backend, convert(predictor.model, tmp))
     target = _cache_path(predictor.path, backend)
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # same filesystem: the rename is atomic
-            os.replace(convert(predictor.model, Path(tmp)), target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # same filesystem: atomic rename
+                os.replace(convert(predictor.model, Path(tmp)), target)
+        except PermissionError as e:  # a read-only home: convert for this process only
+            log.warning("cannot cache the %s model in %s (%s); converting without a cache", backend,
+                        target.parent, e)
+            return export.runner(backend, convert(predictor.model, Path(tempfile.mkdtemp(prefix="digitnet-"))))
     return export.runner(backend, target)
 
 
