@@ -41,6 +41,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model directory or .keras file (default: the default model)")
     p.add_argument("--repeat", type=int, default=2000, help="single-image calls to time (default: 2000)")
+    p.add_argument("--backend", help="Predictor backend (default: digitnet's default)")
     args = p.parse_args()
 
     from PIL import Image
@@ -50,7 +51,7 @@ def main() -> int:
     from digitnet.preprocessing import ink_map, segment, working
 
     (_, _), (x_test, _) = load_mnist()
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, **({"backend": args.backend} if args.backend else {}))
     model = predictor.model
     rows = []
 
@@ -118,8 +119,8 @@ def main() -> int:
             times.append(time.perf_counter() - t)
     rows.append(("CLI cold start: digitnet predict one.png (s, best of 3)", f"{min(times):.2f}", "", ""))
 
-    print(f"model: {predictor.path}")
-    print("| measure | digitnet Predictor | Keras model.predict | ratio |")
+    print(f"model: {predictor.path}, backend: {predictor.backend}")
+    print(f"| measure | digitnet Predictor ({predictor.backend}) | Keras model.predict | ratio |")
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")

@@ -72,7 +72,7 @@ def test_export_errors(tmp_path):
     assert broken.returncode == 1 and "cannot load model" in broken.stderr
 
 
-@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+@pytest.mark.parametrize("backend", ["onnx", "tflite", "tflite-int8"])
 def test_predictor_backends_agree_with_tf(backend, mnist, tmp_path, monkeypatch):
     import numpy as np
 
@@ -87,8 +87,11 @@ def test_predictor_backends_agree_with_tf(backend, mnist, tmp_path, monkeypatch)
     assert again._model is None  # from the cache: no Keras model loaded at all
     np.testing.assert_array_equal(again.predict_proba(x[:50]), other.predict_proba(x[:50]))
     a, b = reference.predict_proba(x), other.predict_proba(x)
-    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
-    assert np.abs(a - b).max() < 1e-4
+    if backend == "tflite-int8":  # quantized: same answers almost always, probabilities in steps of 1/256
+        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.995 and np.abs(a - b).max() < 0.1
+    else:
+        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
+        assert np.abs(a - b).max() < 1e-4
     assert other.predict_image(np.full((40, 40), 255, np.uint8))["reason"] == "blank image"
     with pytest.raises(ValueError, match="unknown backend 'cuda'"):
         Predictor.load(shipped_model_path(), backend="cuda")

@@ -64,6 +64,19 @@ def export_tflite(model, out: Path, int8: bool = False, calibration: np.ndarray 
     return path
 
 
+def calibration_images(n: int = 500, data_dir=None, cache_dir=None) -> np.ndarray:
+    """``n`` MNIST training images, a fixed sample, for int8 calibration (never test images)."""
+    from .data import load_mnist
+
+    (x_train, _), _ = load_mnist(data_dir, cache_dir)
+    return x_train[np.random.default_rng(0).choice(len(x_train), n, replace=False)]
+
+
+def export_tflite_int8(model, out: Path) -> Path:
+    """Full-integer TFLite, calibrated on 500 MNIST training images."""
+    return export_tflite(model, out, int8=True, calibration=calibration_images())
+
+
 def _convert(converter, int8: bool, calibration: np.ndarray | None) -> bytes:
     tf = import_tf()
     if int8:
@@ -224,15 +237,14 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None, calibrat
     predictor = Predictor.load(model_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (x_train, _), (x_test, y_test) = load_mnist(data_dir, cache_dir)
+    _, (x_test, y_test) = load_mnist(data_dir, cache_dir)
     t0 = time.perf_counter()
     if fmt == "savedmodel":
         path = export_savedmodel(predictor.model, out)
     elif fmt == "onnx":
         path = export_onnx(predictor.model, out)
     else:
-        rng = np.random.default_rng(0)  # calibration images come from the training set, never the test set
-        calib = x_train[rng.choice(len(x_train), calibration_size, replace=False)]
+        calib = calibration_images(calibration_size, data_dir, cache_dir) if fmt == "tflite-int8" else None
         path = export_tflite(predictor.model, out, int8=fmt == "tflite-int8", calibration=calib)
     seconds = time.perf_counter() - t0
 

@@ -15,7 +15,7 @@ from . import config
 log = logging.getLogger(__name__)
 
 CHUNK = 2048  # images per graph call: bounds memory on large batches
-BACKENDS = ("tflite", "onnx", "tf")
+BACKENDS = ("tflite", "onnx", "tf", "tflite-int8")
 DEFAULT_BACKEND = "tflite"  # 16x lower single-image latency than tf; see docs/PERFORMANCE.md
 DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -218,7 +218,7 @@ def _load_keras(file: Path):
 def _cache_path(file: Path, backend: str) -> Path:
     from .data.fetch import sha256_file
 
-    suffix = {"onnx": ".onnx", "tflite": ".tflite"}[backend]
+    suffix = {"onnx": ".onnx", "tflite": ".tflite", "tflite-int8": "-int8.tflite"}[backend]
     return config.home() / "cache" / backend / f"{sha256_file(file)[:16]}{suffix}"
 
 
@@ -228,7 +228,8 @@ def _exported_runner(predictor: Predictor, backend: str):
 
     from . import export
 
-    convert = export.export_onnx if backend == "onnx" else export.export_tflite
+    convert = {"onnx": export.export_onnx, "tflite": export.export_tflite,
+               "tflite-int8": export.export_tflite_int8}[backend]
     if predictor.path is None:  # an in-memory model: nothing to cache it by
         tmp = Path(tempfile.mkdtemp(prefix="digitnet-"))
         return export.runner(backend, convert(predictor.model, tmp))
