@@ -23,13 +23,14 @@ def main() -> int:
 
     from digitnet.data import load_mnist
     from digitnet.inference import BACKENDS, Predictor
+    from inference_speed import timed  # bench/ is on the path when this script runs
 
     (_, _), (x_test, y_test) = load_mnist()
     xf = x_test.astype(np.float32) / 255
     predictors = {b: Predictor.load(args.model, backend=b) for b in ("tf", *(b for b in BACKENDS if b != "tf"))}
     model = predictors["tf"].model
     model.predict(xf, batch_size=1024, verbose=0)
-    keras_tput = 10000 / min(_timed(lambda: model.predict(xf, batch_size=1024, verbose=0)) for _ in range(3))
+    keras_tput = 10000 / min(timed(lambda: model.predict(xf, batch_size=1024, verbose=0)) for _ in range(3))
     rows = []
     for name, p in predictors.items():
         fn = p.predict_proba
@@ -41,7 +42,7 @@ def main() -> int:
             fn(xf[i % 10000 : i % 10000 + 1])
             lat.append(time.perf_counter() - t)
         fn(xf)
-        best = min(_timed(lambda fn=fn: fn(xf)) for _ in range(3))
+        best = min(timed(lambda fn=fn: fn(xf)) for _ in range(3))
         ms = np.array(lat) * 1000
         acc = float((fn(xf).argmax(1) == y_test).mean())
         rows.append((name, np.percentile(ms, 50), np.percentile(ms, 99), 10000 / best, acc))
@@ -51,12 +52,6 @@ def main() -> int:
     for name, p50, p99, tput, acc in rows:
         print(f"| {name} | {p50:.3f} | {p99:.3f} | {tput:,.0f} | {tput / keras_tput:.2f}x | {acc * 100:.2f}% |")
     return 0
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ def main() -> int:
     xf = x_test.astype(np.float32) / 255
     predictor.predict_proba(x_test)
     model.predict(xf, batch_size=1024, verbose=0)
-    best_ours = min(_timed(lambda: predictor.predict_proba(x_test)) for _ in range(3))
-    best_keras = min(_timed(lambda: model.predict(xf, batch_size=1024, verbose=0)) for _ in range(3))
+    best_ours = min(timed(lambda: predictor.predict_proba(x_test)) for _ in range(3))
+    best_keras = min(timed(lambda: model.predict(xf, batch_size=1024, verbose=0)) for _ in range(3))
     rows.append(("10k test set throughput (img/s)", f"{10000 / best_ours:,.0f}", f"{10000 / best_keras:,.0f}",
                  f"{best_keras / best_ours:.2f}x"))
 
@@ -127,7 +127,7 @@ def main() -> int:
     return 0
 
 
-def _timed(fn) -> float:
+def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t

@@ -23,7 +23,7 @@ def _save(fig, path: Path) -> Path:
 def learning_curves(history: list[dict], path: Path) -> Path:
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h["loss"] for h in history], "o-", label="train")
+    ax1.plot(epochs, [h["loss"] for h in history], "o-", label="train (with label smoothing)")
     ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
     ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax2.plot(epochs, [100 * h["accuracy"] for h in history], "o-", label="train")
