@@ -115,6 +115,10 @@ def test_predictor_api_contract(predictor, test_digits):
     np.testing.assert_allclose(predictor.predict_proba(x[0]), probs[:1], rtol=1e-5)
     np.testing.assert_allclose(predictor.predict_proba(x[:3] / 255.0), probs[:3], rtol=1e-4, atol=1e-6)
     assert (predictor.predict(x) == y).mean() > 0.99
+    tta = predictor.predict_proba(x[:200], tta=True)  # averaged over the image and two rotations
+    np.testing.assert_allclose(tta.sum(axis=1), 1, rtol=1e-5)
+    assert not np.allclose(tta, predictor.predict_proba(x[:200]))  # the rotated views do change the answer
+    assert (tta.argmax(1) == y[:200]).mean() > 0.98
     with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
         predictor.predict_proba(x[:2].astype(np.float32))
     with pytest.raises(ValueError, match="shape"):

@@ -13,10 +13,6 @@ from pathlib import Path
 
 from . import __version__
 
-# The tutorial's defaults, repeated nowhere else in the CLI.
-TUTORIAL_LAYOUT = {"l0": 784, "l1": 100, "l2": 100, "l3": 60, "l4": 10}
-
-
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="a folder holding the four MNIST IDX files (raw or .gz) or mnist.npz "
@@ -53,7 +49,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 def cmd_tutorial(args: argparse.Namespace) -> int:
     from .data import load_tutorial_split
-    from .models.tutorial import predict, train_parameters
+    from .models.tutorial import TUTORIAL_LAYOUT, predict, train_parameters
 
     X_train, X_test, y_train, y_test = load_tutorial_split(args.data_dir, args.cache_dir)
     print(f"X_train {X_train.shape}, X_test {X_test.shape}, y_train {y_train.shape}, y_test {y_test.shape}")
@@ -115,13 +111,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.datasets import load
     from .inference import Predictor
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, backend=args.backend)
     _, (x_test, y_test), info = load(args.dataset, args.data_dir, args.cache_dir)
-    probs = predictor.predict_proba(x_test)
+    probs = predictor.predict_proba(x_test, tta=args.tta)
     scores = evaluation.scores(probs, y_test, info.classes)
     report_dir = Path(args.report_dir) if args.report_dir else (
         config.reports_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(info.name).name}")
-    metrics = {"model": {"file": str(predictor.path)}, "test": scores,
+    metrics = {"model": {"file": str(predictor.path), "backend": predictor.backend, "tta": args.tta}, "test": scores,
                "dataset": {"name": info.name, "sha256": info.sha256, "classes": list(info.classes),
                            "test": len(y_test)}, "versions": evaluation.versions()}
     evaluation.write_report(report_dir, metrics, x_test, y_test, probs, info.classes)
@@ -274,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(ev)
     ev.add_argument("--report-dir", metavar="DIR",
                     help="where to write the report (default: a new folder in $DIGITNET_HOME/reports)")
+    ev.add_argument("--tta", action="store_true",
+                    help="test-time augmentation: average over the image and two small rotations")
+    _add_backend_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="read the digits in image files (any size, polarity or colour)")

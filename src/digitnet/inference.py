@@ -18,6 +18,7 @@ CHUNK = 2048  # images per graph call: bounds memory on large batches
 BACKENDS = ("tflite", "onnx", "tf", "tflite-int8")
 DEFAULT_BACKEND = "tflite"  # 16x lower single-image latency than tf; see docs/PERFORMANCE.md
 DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
+TTA_ANGLES = (-6.0, 6.0)  # test-time augmentation: small rotations inside the training range (+-10 deg)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -127,12 +128,19 @@ class Predictor:
             raise ValueError(f"float images must lie in [0, 1] (uint8 for 0-255); got [{x.min():g}, {x.max():g}]")
         return x
 
-    def predict_proba(self, x) -> np.ndarray:
-        """(n, 10) float32 class probabilities."""
+    def predict_proba(self, x, tta: bool = False) -> np.ndarray:
+        """(n, 10) float32 class probabilities. With ``tta``, the average over the image and copies
+        rotated by :data:`TTA_ANGLES` (three times the work)."""
         x = self.to_mnist_batch(x)
         if len(x) == 0:
             return np.zeros((0, 10), np.float32)
-        return np.concatenate([self._run(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)])
+        views = [x]
+        if tta:
+            from scipy import ndimage
+
+            views += [ndimage.rotate(x, angle, axes=(2, 1), reshape=False, order=1) for angle in TTA_ANGLES]
+        probs = [np.concatenate([self._run(v[i : i + CHUNK]) for i in range(0, len(v), CHUNK)]) for v in views]
+        return np.mean(probs, axis=0, dtype=np.float32) if tta else probs[0]
 
     def warm_up(self) -> None:
         """Trace the prediction function now, so that the first real request is not the slow one."""

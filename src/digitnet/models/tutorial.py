@@ -26,6 +26,7 @@ from .._tf import import_tf
 
 tf = import_tf()
 
+TUTORIAL_LAYOUT = {"l0": 784, "l1": 100, "l2": 100, "l3": 60, "l4": 10}  # the tutorial's network
 COSTS = ("cross_entropy", "mse")
 OUTPUTS = ("softmax", "sigmoid")
 _EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before the log

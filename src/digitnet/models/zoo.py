@@ -61,10 +61,10 @@ def tutorial(parameters: dict | None = None, layout: dict | None = None, seed: i
     trained network: the x255 is folded back into ``W1``. Otherwise the weights come from
     :func:`digitnet.initialize_parameters` with ``layout`` (default: the tutorial's).
     """
-    from .tutorial import initialize_parameters
+    from .tutorial import TUTORIAL_LAYOUT, initialize_parameters
 
     if parameters is None:
-        layout = layout or {"l0": 784, "l1": 100, "l2": 100, "l3": 60, "l4": 10}
+        layout = layout or TUTORIAL_LAYOUT
         parameters = {k: v.numpy() for k, v in initialize_parameters(layout, seed=seed).items()}
     else:
         parameters = dict(parameters, W1=np.asarray(parameters["W1"]) * 255.0)  # raw pixels -> [0, 1]
