@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="a folder holding the four MNIST IDX files (raw or .gz) or mnist.npz "
