@@ -234,7 +234,7 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None, calibrat
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, backend="tf")  # the Keras model itself is the reference
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _, (x_test, y_test) = load_mnist(data_dir, cache_dir)
