@@ -26,7 +26,7 @@ def _add_backend_arg(p: argparse.ArgumentParser) -> None:
     from .inference import BACKENDS, DEFAULT_BACKEND
 
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                   help=f"inference runtime; onnx and tflite convert the model once and cache it "
+                   help=f"inference runtime; all but tf convert the model once and cache it "
                         f"(default: {DEFAULT_BACKEND})")
 
 
