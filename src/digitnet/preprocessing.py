@@ -200,6 +200,9 @@ def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str]:
         # Mostly opaque (a photo with a transparent margin): composite onto the paper colour.
         paper = [float(np.median(c[alpha > 0.5])) for c in chans]
         chans = [c * alpha + p * (1 - alpha) for c, p in zip(chans, paper)]
+    if len(chans) == 3 and max(float(np.abs(a[::4, ::4] - b[::4, ::4]).max()) for a, b in
+                               ((chans[0], chans[1]), (chans[1], chans[2]))) < 0.03:
+        chans = [sum(chans) / 3]  # grey content stored as RGB (most scans and many photos): one channel
     lum = chans[0] if len(chans) == 1 else sum(chans) / len(chans)
     # Ink is the minority of pixels, so the median is paper; whichever side the outliers lie on is ink.
     paper = float(np.median(lum[::2, ::2]))
