@@ -69,9 +69,6 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import config
-
-    if args.distribute == "mirrored":
-        _split_cpu_for_mirrored()
     from .training import load_run_config, make_config, train
 
     if args.resume:
@@ -93,16 +90,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"model: {Path(out) / 'model.keras'}")
     print(f"report: {Path(out) / 'metrics.json'} and plots in {Path(out)}")
     return 0
-
-
-def _split_cpu_for_mirrored() -> None:
-    """On a machine without GPUs, show MirroredStrategy two logical CPU devices (before TF starts)."""
-    from ._tf import import_tf
-
-    tf = import_tf()
-    if not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

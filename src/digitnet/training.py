@@ -245,10 +245,24 @@ def _strategy(cfg: TrainConfig):
     if cfg.distribute in (None, "none"):
         return tf.distribute.get_strategy()
     if cfg.distribute == "mirrored":
+        if not tf.config.list_physical_devices("GPU"):
+            _split_cpu(2)
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     raise ValueError(f"unknown distribution {cfg.distribute!r}; choose 'mirrored' or none")
+
+
+def _split_cpu(n: int) -> None:
+    """Show TensorFlow n logical CPU devices, so MirroredStrategy has replicas without a GPU. Only
+    possible before the runtime starts; afterwards the devices it already has are used."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or []) >= n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:
+        log.warning("TensorFlow has started already: MirroredStrategy keeps its current CPU devices")
 
 
 def _build(cfg: TrainConfig, member: int, steps_per_epoch: int) -> keras.Model:
@@ -436,8 +450,6 @@ def train(
 
     results = []
     for member in range(cfg.ensemble):
-        if cfg.arch == "tutorial" and member:
-            break
         r = train_member(cfg, train_split, val_split, out / "checkpoint" / f"member-{member}", member, resume,
                          deadline, on_epoch_end, init_from)
         results.append(r)
@@ -461,7 +473,7 @@ def train(
             "epochs": [r.epochs_run for r in results],
             "replicas": max(r.replicas for r in results),
             "stopped_by_time_budget": any(r.stopped_early for r in results)
-            or len(results) < (1 if cfg.arch == "tutorial" else cfg.ensemble),
+            or len(results) < cfg.ensemble,
             "config": cfg.to_json(),
             "history": [r.history for r in results],
         },
