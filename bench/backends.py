@@ -21,9 +21,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=2000, help="single-image calls (default: 2000)")
     args = p.parse_args()
 
+    from common import timed  # bench/ is on the path when this script runs
     from digitnet.data import load_mnist
-    from digitnet.inference import BACKENDS, Predictor
-    from inference_speed import timed  # bench/ is on the path when this script runs
+    from digitnet.inference import Predictor
+    from digitnet.presets import BACKENDS
 
     (_, _), (x_test, y_test) = load_mnist()
     xf = x_test.astype(np.float32) / 255

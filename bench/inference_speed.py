@@ -18,10 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    a = np.array(samples) * 1000
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+from common import percentiles, timed  # bench/ is on the path when this script runs
 
 
 def photo(digit: np.ndarray, rng, colour: bool = False) -> bytes:
@@ -132,12 +129,6 @@ def main() -> int:
     for r in rows:
         print("| " + " | ".join(r) + " |")
     return 0
-
-
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import time
 
 CHILD = """
 import json, sys
-from digitnet.augment import Augment
-from digitnet.training import make_config, train
+from digitnet.presets import Augment, make_config
+from digitnet.training import train
 kw = json.loads(sys.argv[1])
 arch, preset = kw.pop("arch", "cnn"), kw.pop("preset", "fast")
 if "hidden" in kw:

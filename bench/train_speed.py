@@ -17,60 +17,10 @@ import argparse
 import json
 import subprocess
 import sys
-import textwrap
 import time
+from pathlib import Path
 
-# The child: trains one run and prints a JSON line per epoch, then one at the end.
-CHILD = textwrap.dedent("""
-    import json, sys, time
-    T0 = time.time()
-    args = json.loads(sys.argv[1])
-    import numpy as np
-    from digitnet.data import load_mnist
-    (x_train, y_train), (x_test, y_test) = load_mnist()
-    hook_seconds = 0.0
-
-    def report(epoch, accuracy, t_end):
-        print(json.dumps({"epoch": epoch, "test_accuracy": accuracy, "t": t_end - T0 - hook_seconds}), flush=True)
-
-    if args["run"] == "reference":
-        # keras-io examples/vision/mnist_convnet.py, rewritten: the same model, batch 128, Adam, 15 epochs,
-        # validation_split=0.1.
-        import keras
-        from keras import layers
-        x = (x_train.astype("float32") / 255)[..., None]
-        xt = (x_test.astype("float32") / 255)[..., None]
-        y = keras.utils.to_categorical(y_train, 10)
-        model = keras.Sequential([
-            keras.Input(shape=(28, 28, 1)),
-            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
-            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"), layers.MaxPooling2D(pool_size=(2, 2)),
-            layers.Flatten(), layers.Dropout(0.5), layers.Dense(10, activation="softmax"),
-        ])
-        model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-        T_FIT = time.time()
-        for epoch in range(15):
-            model.fit(x, y, batch_size=128, initial_epoch=epoch, epochs=epoch + 1, validation_split=0.1, verbose=0)
-            t_end = time.time()
-            acc = float((model.predict(xt, batch_size=1000, verbose=0).argmax(1) == y_test).mean())
-            report(epoch + 1, acc, t_end)
-            hook_seconds += time.time() - t_end
-        print(json.dumps({"final": acc, "fit_start": T_FIT - T0, "eval_seconds": hook_seconds}), flush=True)
-    else:
-        from digitnet.training import make_config, predict_proba, train
-        cfg = make_config(args["arch"], args["preset"], seed=args["seed"])
-
-        def hook(epoch, model):
-            global hook_seconds
-            t_end = time.time()
-            acc = float((predict_proba(model, x_test).argmax(1) == y_test).mean())
-            report(epoch, acc, t_end)
-            hook_seconds += time.time() - t_end
-
-        metrics = train(cfg, args["out"], on_epoch_end=hook)
-        print(json.dumps({"final": metrics["test"]["accuracy"], "fit_start": 0.0, "eval_seconds": hook_seconds}),
-              flush=True)
-""")
+CHILD = str(Path(__file__).with_name("train_child.py"))  # one run per fresh process
 
 RUNS = {
     "reference": dict(arch=None, preset=None),
@@ -86,7 +36,7 @@ def run_child(name: str, seed: int, out: str) -> dict:
     spec = RUNS[name]
     args = {"run": name, "arch": spec["arch"], "preset": spec["preset"], "seed": seed, "out": out}
     start = time.time()
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, CHILD, json.dumps(args)], capture_output=True, text=True)
     wall = time.time() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")

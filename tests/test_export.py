@@ -45,7 +45,7 @@ def test_savedmodel_layout_for_tf_serving(model_dir, mnist, tmp_path):
 
     sig = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
     assert list(sig.structured_input_signature[1]) == ["image"]
-    assert list(sig.structured_outputs) == ["probabilities"]
+    assert sorted(sig.structured_outputs) == ["logits", "probabilities"]  # logits: for a temperature, scores
 
 
 def test_int8_accuracy_within_0_3_points(model_dir, mnist, tmp_path):
@@ -87,11 +87,16 @@ def test_predictor_backends_agree_with_tf(backend, mnist, tmp_path, monkeypatch)
     assert again._model is None  # from the cache: no Keras model loaded at all
     np.testing.assert_array_equal(again.predict_proba(x[:50]), other.predict_proba(x[:50]))
     a, b = reference.predict_proba(x), other.predict_proba(x)
+    logits = other.run(x)["logits"]  # the contract: softmax(logits) is the probabilities, in every backend
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), b, atol=0.01 if backend == "tflite-int8" else 1e-5)
     if backend == "tflite-int8":  # quantized: same answers almost always, probabilities in steps of 1/256
         assert (a.argmax(1) == b.argmax(1)).mean() >= 0.995 and np.abs(a - b).max() < 0.1
     else:
         assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
         assert np.abs(a - b).max() < 1e-4
-    assert other.predict_image(np.full((40, 40), 255, np.uint8))["reason"] == "blank image"
-    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+    assert other.predict_image(np.full((40, 40), 255, np.uint8)).reason == "blank image"
+    from digitnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown backend 'cuda'"):
         Predictor.load(shipped_model_path(), backend="cuda")

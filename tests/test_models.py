@@ -59,6 +59,22 @@ def test_tutorial_wraps_trained_parameters():
     np.testing.assert_array_equal(keras_labels, predict(x, params))
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_model_ends_in_linear_logits_then_a_softmax(arch, batch):
+    model = ARCHS[arch]()
+    assert model.layers[-1].name == "probabilities" and isinstance(model.layers[-1], keras.layers.Softmax)
+    logits = np.asarray(zoo.logits_model(model)(batch[0][:5], training=False))
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), np.asarray(model(batch[0][:5], training=False)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_every_preset_architecture_has_a_builder():
+    from digitnet.presets import ARCHS as PRESET_ARCHS
+
+    assert set(zoo.BUILDERS) == set(PRESET_ARCHS)
+
+
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown architecture 'resnet'; choose one of tutorial, mlp, cnn"):
         zoo.build("resnet")
@@ -93,7 +109,9 @@ def test_saved_final_model_loads_with_plain_keras(batch, tmp_path):
         m(batch[0], training=True)
     for models in ([a], [a, b]):
         portable = final_model(models)
-        expected = np.mean([np.asarray(m(batch[0], training=False)) for m in models], axis=0)
+        # An ensemble averages its members' logits, then applies the softmax.
+        logits = np.mean([np.asarray(zoo.logits_model(m)(batch[0], training=False)) for m in models], axis=0)
+        expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         np.testing.assert_allclose(np.asarray(portable(batch[0], training=False)), expected, atol=1e-5)
         portable.save(tmp_path / "m.keras")
         np.save(tmp_path / "x.npy", batch[0])

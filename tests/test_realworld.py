@@ -28,7 +28,7 @@ def test_family_accuracy(family, test_digits, predictor):
     labels = []
     for i in idx:
         r = predictor.predict_image(FAMILIES[family](x[i], rng), single=True)
-        labels.append(r["predictions"][0]["digit"] if r["digits"] else -1)
+        labels.append(r.predictions[0].digit if r.digits else -1)
     accuracy = float((np.array(labels) == y[idx]).mean())
     print(f"{family}: {accuracy:.4f} on {N_PER_FAMILY}")
     assert accuracy >= 0.97
@@ -41,7 +41,7 @@ def test_four_digit_strings(test_digits, predictor):
     for _ in range(n):
         idx = rng.choice(len(x), 4)
         r = predictor.predict_image(number_image([x[i] for i in idx], rng))
-        hits += r["digits"] == "".join(str(int(y[i])) for i in idx)
+        hits += r.digits == "".join(str(int(y[i])) for i in idx)
     print(f"4-digit strings: {hits / n:.4f} on {n}")
     assert hits / n >= 0.93
 
@@ -51,7 +51,7 @@ def test_strings_of_1_to_12_digits(test_digits, predictor):
     rng = np.random.default_rng(12)
     for length in (1, 2, 6, 12):
         idx = rng.choice(len(x), length)
-        r = predictor.predict_image(number_image([x[i] for i in idx], rng))
+        r = predictor.predict_image(number_image([x[i] for i in idx], rng)).to_dict()
         assert r["digits"] is not None and len(r["digits"]) == length
         boxes = [p["box"] for p in r["predictions"]]
         assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
@@ -59,7 +59,9 @@ def test_strings_of_1_to_12_digits(test_digits, predictor):
 
 def test_result_schema(test_digits, predictor):
     x, _ = test_digits
-    r = predictor.predict_image(inverted(x[0], np.random.default_rng(0)), top_k=3, file="a.png")
+    reading = predictor.predict_image(inverted(x[0], np.random.default_rng(0)), top_k=3, file="a.png")
+    assert reading.digits == "7" and reading.predictions[0].digit == 7 and reading.predictions[0].normalized is None
+    r = reading.to_dict()  # what the CLI's --json and the API send
     assert set(r) == {"file", "digits", "reason", "predictions", "error"}
     assert r["file"] == "a.png" and r["digits"] == "7" and r["reason"] is None and r["error"] is None
     p = r["predictions"][0]
@@ -68,7 +70,7 @@ def test_result_schema(test_digits, predictor):
     assert p["top_k"][0] == [7, p["probability"]] and len(p["top_k"]) == 3
     x0, y0, w, h = p["box"]
     assert 0 <= x0 < 112 and 0 <= y0 < 112 and 0 < w <= 112 and 0 < h <= 112
-    blank = predictor.predict_image(np.full((64, 64), 255, np.uint8))
+    blank = predictor.predict_image(np.full((64, 64), 255, np.uint8)).to_dict()
     assert blank["digits"] is None and blank["reason"] == "blank image" and blank["predictions"] == []
 
 

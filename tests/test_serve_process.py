@@ -1,16 +1,13 @@
 """`digitnet serve` as a real process: the short load test and a slow client."""
 
 import socket
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import serve_load  # noqa: E402
+import loadgen
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +16,7 @@ pytestmark = pytest.mark.slow
 def server():
     from digitnet.inference import shipped_model_path
 
-    proc, url = serve_load.start_server(str(shipped_model_path()))
+    proc, url = loadgen.start_server(str(shipped_model_path()))
     yield proc, url
     proc.terminate()
     proc.wait(10)
@@ -27,8 +24,8 @@ def server():
 
 def test_load_short_form(server):
     proc, url = server
-    serve_load.run_load(url, n=100, concurrency=32, pid=proc.pid)  # warm-up
-    r = serve_load.run_load(url, n=1500, concurrency=32, bad_fraction=0.1, pid=proc.pid)
+    loadgen.run_load(url, n=100, concurrency=32, pid=proc.pid)  # warm-up
+    r = loadgen.run_load(url, n=1500, concurrency=32, bad_fraction=0.1, pid=proc.pid)
     print(f"{r.requests} requests: {r.rps:.0f} req/s, p50 {r.pct(50):.1f} ms, p99 {r.pct(99):.1f} ms, "
           f"RSS {r.rss_before_mb:.0f} -> {r.rss_after_mb:.0f} MB, statuses {r.status_counts}")
     assert r.requests == 1500

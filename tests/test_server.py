@@ -49,7 +49,9 @@ def assert_error(r, status, fragment):
 def test_page_health_model_and_docs(client):
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text and 'aria-label="Drawing canvas' in page.text
-    assert client.get("/static/app.js").status_code == 200
+    for module in ("main.js", "draw.js", "api.js", "view.js"):  # ES modules, served without a build step
+        r = client.get(f"/static/{module}")
+        assert r.status_code == 200 and "javascript" in r.headers["content-type"]
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/api/model").json()
     assert info["classes"] == [str(i) for i in range(10)] and info["accuracy"] >= 0.99 and info["trained_at"]
@@ -183,3 +185,29 @@ def test_full_queue_answers_503_with_retry_after(predictor, seven):
     assert_error(busy, 503, "server busy")
     assert busy.headers["retry-after"] == "1"
     assert [r.status_code for r in results] == [200, 200]
+
+
+def test_responses_validate_against_the_openapi_schema(client, seven, digits):
+    import jsonschema
+    spec = client.get("/openapi.json").json()
+
+    def check(path: str, status: int, body) -> None:
+        schema = spec["paths"][path]["post" if path.startswith("/api/predict") else "get"]["responses"][str(status)]
+        schema = dict(schema["content"]["application/json"]["schema"], components=spec["components"])
+        jsonschema.Draft202012Validator(schema).validate(body)  # raises on any mismatch
+
+    ok = spec["paths"]["/api/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    reading = spec["components"]["schemas"][ok["$ref"].rsplit("/", 1)[-1]]
+    assert {"digits", "predictions", "reason", "error", "file"} <= set(reading["properties"])
+    multipart = client.post("/api/predict?top_k=3", files={"file": ("seven.png", seven, "image/png")}).json()
+    check("/api/predict", 200, multipart)
+    check("/api/predict", 200, client.post("/api/predict", json={"pixels": digits[0][1].tolist()}).json())
+    check("/api/predict", 200, client.post("/api/predict", json={"pixels": [0] * 784}).json())  # no digit
+    files = [("file", ("a.png", seven, "image/png")), ("file", ("bad.png", b"garbage", "image/png"))]
+    check("/api/predict/batch", 200, client.post("/api/predict/batch", files=files).json())
+    check("/api/predict", 400, client.post("/api/predict", json={"image": "!!!"}).json())
+    check("/api/model", 200, client.get("/api/model").json())
+    with pytest.raises(jsonschema.ValidationError):  # the schema is strict enough to catch a wrong shape
+        check("/api/predict", 200, {**multipart, "predictions": [{"digit": "seven"}]})
+    assert "top_k" in multipart["predictions"][0] and "top_k" not in client.post(
+        "/api/predict", json={"pixels": digits[0][1].tolist()}).json()["predictions"][0]  # absent, never null

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # name -> module that defines it; resolved on first access (PEP 562) to keep imports lazy.
 _LAZY = {
@@ -22,6 +22,7 @@ _LAZY = {
     "train_parameters": "digitnet.models.tutorial",
     "predict": "digitnet.models.tutorial",
     "Predictor": "digitnet.inference",
+    "DigitnetError": "digitnet.errors",
     "load_mnist": "digitnet.data",
     "load_tutorial_split": "digitnet.data",
 }

@@ -7,27 +7,15 @@ batch: resuming a run replays it exactly, and parallel ``tf.data`` maps stay det
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from ._tf import import_tf
+from .presets import IMAGE_SIZE as SIZE
+from .presets import Augment
 
 tf = import_tf()
 
-SIZE = 28
+__all__ = ["Augment", "augment_batch"]
 CENTER = (SIZE - 1) / 2
-
-
-@dataclass(frozen=True)
-class Augment:
-    rotate: float = 10.0  # max degrees either way
-    zoom: float = 0.10  # max relative scale change
-    shift: float = 2.0  # max pixels in x and in y
-    elastic: float = 0.0  # elastic displacement strength in pixels (0 = off)
-    elastic_sigma: float = 4.0  # smoothness of the elastic field in pixels
-
-    @property
-    def active(self) -> bool:
-        return any((self.rotate, self.zoom, self.shift, self.elastic))
 
 
 def _gaussian_kernel(sigma: float) -> tf.Tensor:

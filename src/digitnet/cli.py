@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-from . import __version__
+from . import presets
+from ._version import __version__
+from .errors import DigitnetError
+
+EX_SOFTWARE = 70  # sysexits.h: an internal software error (a bug), so scripts can tell it from bad input
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -23,11 +28,28 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_backend_arg(p: argparse.ArgumentParser) -> None:
-    from .inference import BACKENDS, DEFAULT_BACKEND
+    p.add_argument("--backend", choices=presets.BACKENDS, default=presets.DEFAULT_BACKEND,
+                   help="inference runtime: " + "; ".join(f"{k}: {v}" for k, v in presets.BACKEND_HELP.items())
+                        + f" (default: {presets.DEFAULT_BACKEND})")
 
-    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                   help=f"inference runtime; all but tf convert the model once and cache it "
-                        f"(default: {DEFAULT_BACKEND})")
+
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the trained default "
+                                                  "model, else the weights shipped with digitnet)")
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files as given, folders recursively (image files only, sorted), and "-" for stdin."""
+    from .preprocessing import IMAGE_SUFFIXES
+
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if item != "-" and p.is_dir():
+            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(item)
+    return out
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -50,7 +72,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 def cmd_tutorial(args: argparse.Namespace) -> int:
     from .data import load_tutorial_split
-    from .models.tutorial import TUTORIAL_LAYOUT, predict, train_parameters
+    from .models.tutorial import predict, train_parameters
+    from .presets import TUTORIAL_LAYOUT
 
     X_train, X_test, y_train, y_test = load_tutorial_split(args.data_dir, args.cache_dir)
     print(f"X_train {X_train.shape}, X_test {X_test.shape}, y_train {y_train.shape}, y_test {y_test.shape}")
@@ -69,7 +92,8 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import config
-    from .training import load_run_config, make_config, train
+    from .presets import make_config
+    from .training import load_run_config, train
 
     if args.resume:
         cfg, out = load_run_config(args.resume), args.resume
@@ -93,22 +117,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import time
-
-    from . import config, evaluation
     from .data.datasets import load
+    from .evaluation import default_report_dir, evaluate
     from .inference import Predictor
 
     predictor = Predictor.load(args.model, backend=args.backend)
-    _, (x_test, y_test), info = load(args.dataset, args.data_dir, args.cache_dir)
-    probs = predictor.predict_proba(x_test, tta=args.tta)
-    scores = evaluation.scores(probs, y_test, info.classes)
-    report_dir = Path(args.report_dir) if args.report_dir else (
-        config.reports_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(info.name).name}")
-    metrics = {"model": {"file": str(predictor.path), "backend": predictor.backend, "tta": args.tta}, "test": scores,
-               "dataset": {"name": info.name, "sha256": info.sha256, "classes": list(info.classes),
-                           "test": len(y_test)}, "versions": evaluation.versions()}
-    evaluation.write_report(report_dir, metrics, x_test, y_test, probs, info.classes)
+    _, test, info = load(args.dataset, args.data_dir, args.cache_dir)
+    report_dir = Path(args.report_dir) if args.report_dir else default_report_dir(info.name)
+    scores = evaluate(predictor, test, info, report_dir, tta=args.tta)["test"]
     print(f"model: {predictor.path}")
     print(f"dataset: {info.name} ({scores['n']} test images)")
     print(f"accuracy: {scores['accuracy'] * 100:.2f}%  loss: {scores['loss']:.4f}  errors: {scores['errors']}")
@@ -122,8 +138,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .inference import Predictor, error_result, expand_inputs
-    from .preprocessing import ImageError
+    from .errors import ImageError
+    from .inference import Predictor
+    from .results import Reading
 
     predictor = Predictor.load(args.model, backend=args.backend)
     inputs = expand_inputs(args.images)
@@ -135,9 +152,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             source = sys.stdin.buffer.read() if item == "-" else item
             r = predictor.predict_image(source, single=args.single, top_k=args.top_k,
-                                        min_confidence=args.min_confidence, file=item)
-        except (ImageError, OSError) as e:
-            r, failed = error_result(item, str(e)), True
+                                        min_confidence=args.min_confidence, file=item).to_dict()
+        except (ImageError, OSError) as e:  # this file only: the others are still read
+            r, failed = Reading.failed(item, str(e)).to_dict(), True
         results.append(r)
         if not args.json:
             print(f"{item}: {_describe(r)}", flush=True)
@@ -179,7 +196,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .inference import Predictor
-    from .server import Limits, create_app
+    from .presets import Limits
+    from .server import create_app
 
     predictor = Predictor.load(args.model, backend=args.backend)  # once, before the first request
     predictor.warm_up()
@@ -202,7 +220,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_epilog() -> str:
+    """Every preset and what it sets, read from ``digitnet.presets``."""
+    lines = ["presets (each sets only what differs from the defaults above):"]
+    for arch, table in presets.PRESETS.items():
+        for name in table:
+            note = presets.PRESET_NOTES.get((arch, name))
+            lines.append(f"  {arch} {name}: {presets.describe_preset(arch, name)}" + (f"  [{note}]" if note else ""))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    d = presets.default_for
     parser = argparse.ArgumentParser(
         prog="digitnet",
         description="Recognize handwritten digits with neural networks in TensorFlow 2.",
@@ -217,78 +246,88 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(fetch)
     fetch.set_defaults(func=cmd_data_fetch)
 
+    t = presets.TUTORIAL
     tut = sub.add_parser("tutorial", help="run the original tutorial's session: train the MLP, print "
                                           "the cost per epoch and the accuracy")
     _add_data_args(tut)
-    tut.add_argument("--epochs", type=int, default=20, help="(default: 20)")
-    tut.add_argument("--learning-rate", type=float, default=0.005, help="(default: 0.005)")
-    tut.add_argument("--batch-size", type=int, default=1000, help="(default: 1000)")
-    tut.add_argument("--seed", type=int, default=1, help="initializer seed (default: 1)")
+    tut.add_argument("--epochs", type=int, default=t["epochs"], help=f"(default: {t['epochs']})")
+    tut.add_argument("--learning-rate", type=float, default=t["learning_rate"], help=f"(default: {t['learning_rate']})")
+    tut.add_argument("--batch-size", type=int, default=t["batch_size"], help=f"(default: {t['batch_size']})")
+    tut.add_argument("--seed", type=int, default=t["seed"], help=f"initializer seed (default: {t['seed']})")
     tut.add_argument("--literal", action="store_true",
                      help="the tutorial's literal recipe: raw pixels, sigmoid output, squared error "
                           "(often stuck near 10%%; see the README)")
     tut.set_defaults(func=cmd_tutorial)
 
-    tr = sub.add_parser("train", help="train a model into a model directory (checkpoints, report, plots)")
-    tr.add_argument("--arch", choices=("tutorial", "mlp", "cnn"), default="cnn", help="(default: cnn)")
-    tr.add_argument("--preset", choices=("fast", "default", "best"), default="default",
-                    help="fast: ~99.0%% in one epoch; default: ~99.6%%; best: an ensemble (default: default)")
-    tr.add_argument("--epochs", type=int, help="(default: from the preset)")
-    tr.add_argument("--batch-size", type=int, help="(default: 128)")
-    tr.add_argument("--lr", type=float, help="peak learning rate (default: 0.005)")
-    tr.add_argument("--seed", type=int, help="(default: 0)")
-    tr.add_argument("--ensemble", type=int, metavar="N", help="average N models (default: from the preset)")
-    tr.add_argument("--dataset", default="mnist",
-                    help="mnist, fashion-mnist, or a folder of the four IDX files (default: mnist)")
+    tr = sub.add_parser("train", help="train a model into a model directory (checkpoints, report, plots)",
+                        epilog=_train_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--arch", choices=presets.ARCHS, default=presets.DEFAULT_ARCH,
+                    help=f"(default: {presets.DEFAULT_ARCH})")
+    tr.add_argument("--preset", choices=presets.PRESET_NAMES, default=presets.DEFAULT_PRESET,
+                    help=f"what each sets is listed below (default: {presets.DEFAULT_PRESET})")
+    tr.add_argument("--epochs", type=int, help=f"(default: {d('epochs')})")
+    tr.add_argument("--batch-size", type=int, help=f"(default: {d('batch_size')})")
+    tr.add_argument("--lr", type=float, help=f"peak learning rate of the one-cycle schedule (default: {d('lr')})")
+    tr.add_argument("--seed", type=int, help=f"(default: {d('seed')})")
+    tr.add_argument("--ensemble", type=int, metavar="N", help=f"average N models (default: {d('ensemble')})")
+    tr.add_argument("--dataset", default=presets.TrainConfig.dataset,
+                    help=f"mnist, fashion-mnist, or a folder of the four IDX files or of class subfolders 0/ ... 9/ "
+                         f"(default: {presets.TrainConfig.dataset})")
     _add_data_args(tr)
     tr.add_argument("--out", metavar="DIR", help="model directory (default: $DIGITNET_HOME/models/default)")
     tr.add_argument("--time-budget", type=float, metavar="SECONDS",
-                    help="stop when the run has used this long, keeping the best model (default: none)")
+                    help=f"stop when the run has used this long, keeping the best model (default: "
+                         f"{d('time_budget')})")
     tr.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: same seed, same weights")
     tr.add_argument("--dry-run", action="store_true", help="a few batches only: checks the whole path quickly")
-    tr.add_argument("--distribute", choices=("mirrored",),
+    tr.add_argument("--distribute", choices=presets.DISTRIBUTIONS,
                     help="tf.distribute.MirroredStrategy over all GPUs (2 logical CPU devices without one)")
     tr.add_argument("--init-from", metavar="MODEL", help="start from this model's weights (fine-tuning)")
     tr.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="score a saved model and write a report with plots")
-    ev.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model)")
-    ev.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, or a folder (default: mnist)")
+    _add_model_arg(ev)
+    ev.add_argument("--dataset", default=presets.TrainConfig.dataset,
+                    help=f"mnist, fashion-mnist, or a folder (default: {presets.TrainConfig.dataset})")
     _add_data_args(ev)
     ev.add_argument("--report-dir", metavar="DIR",
                     help="where to write the report (default: a new folder in $DIGITNET_HOME/reports)")
     ev.add_argument("--tta", action="store_true",
-                    help="test-time augmentation: average over the image and two small rotations")
+                    help="test-time augmentation: average over the image and rotations by "
+                         + ", ".join(f"{a:+g}" for a in presets.TTA_ANGLES) + " degrees")
     _add_backend_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="read the digits in image files (any size, polarity or colour)")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (recursive), or - for stdin")
-    pr.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model, "
-                                                   "else the weights shipped with digitnet)")
+    _add_model_arg(pr)
     pr.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
     pr.add_argument("--top-k", type=int, metavar="K", help="also give the K most likely digits (1-10)")
     pr.add_argument("--min-confidence", type=float, metavar="P",
-                    help="flag predictions under this probability (default: calibrated with the model)")
+                    help="flag predictions under this probability (default: calibrated with the model, else "
+                         f"{presets.DEFAULT_MIN_CONFIDENCE})")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
     _add_backend_arg(pr)
     pr.set_defaults(func=cmd_predict)
 
+    limits = presets.Limits()
     sv = sub.add_parser("serve", help="serve the HTTP API and the drawing page")
-    sv.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model)")
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
-    sv.add_argument("--port", type=int, default=8000, help="(default: 8000)")
-    sv.add_argument("--workers", type=int, default=2, help="predictions running at once (default: 2)")
+    _add_model_arg(sv)
+    sv.add_argument("--host", default=presets.SERVE_HOST,
+                    help=f"address to bind (default: {presets.SERVE_HOST}, loopback only)")
+    sv.add_argument("--port", type=int, default=presets.SERVE_PORT, help=f"(default: {presets.SERVE_PORT})")
+    sv.add_argument("--workers", type=int, default=limits.workers,
+                    help=f"predictions running at once (default: {limits.workers})")
     sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $DIGITNET_TOKEN)")
     sv.add_argument("--cors-origin", metavar="ORIGIN", help="allow this origin to call the API (default: none)")
     _add_backend_arg(sv)
     sv.set_defaults(func=cmd_serve)
 
     ex = sub.add_parser("export", help="export a model for deployment and verify it on MNIST")
-    ex.add_argument("--model", metavar="DIR", help="model directory or .keras file (default: the default model)")
-    ex.add_argument("--format", required=True, choices=("savedmodel", "tflite", "tflite-int8", "onnx"),
-                    help="savedmodel (TF Serving), tflite, tflite-int8 or onnx")
+    _add_model_arg(ex)
+    ex.add_argument("--format", required=True, choices=presets.FORMATS,
+                    help="; ".join(f"{k}: {v}" for k, v in presets.FORMAT_HELP.items()))
     ex.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     _add_data_args(ex)
     ex.set_defaults(func=cmd_export)
@@ -296,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status: 0 ok, 1 a clear error, 2 usage, 70 a bug."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors exit 2 here
     if args.command is None:
         parser.print_help()
         return 2
@@ -307,15 +347,21 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("digitnet")
     log.addHandler(handler)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    from .data import DataUnavailableError
-
     try:
         return args.func(args)
-    except (DataUnavailableError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except DigitnetError as e:
+        print(f"digitnet: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the machine said no (disk full, permission denied): not a bug in digitnet
         print(f"digitnet: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(f"digitnet: internal error: this is a bug in digitnet {__version__}; please report it with the "
+              "traceback above", file=sys.stderr)
+        return EX_SOFTWARE
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""Scores and reports: accuracy, loss, per-class precision/recall/F1, confusion matrix, plots."""
+"""Score a predictor on a test set and write the report (metrics.json and plots); calibrate its thresholds."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
+import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import config
+from ._version import __version__
+from .fileio import atomic_write_json
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -40,13 +43,64 @@ def scores(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> d
     }
 
 
-def versions() -> dict:
-    import keras
-    import sklearn
-    import tensorflow as tf
+def _dist_version(*names: str) -> str | None:
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
-    return {"digitnet": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+def versions() -> dict:
+    """Library versions, read from the installed packages' metadata (no TensorFlow import)."""
+    return {"digitnet": __version__, "python": platform.python_version(),
+            "tensorflow": _dist_version("tensorflow-cpu", "tensorflow"), "keras": _dist_version("keras"),
+            "numpy": np.__version__, "scikit-learn": _dist_version("scikit-learn")}
+
+
+def calibrate(probs: np.ndarray, labels: np.ndarray, max_flagged_correct: float = 0.01) -> dict:
+    """Pick ``min_confidence`` on validation data: the highest threshold that flags at most
+    ``max_flagged_correct`` of the correct answers; report what share of the errors it flags."""
+    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    best = 0.0
+    for t in np.round(np.arange(0.30, 0.995, 0.01), 2):
+        if correct.any() and (correct & (conf < t)).sum() / correct.sum() <= max_flagged_correct:
+            best = float(t)
+    wrong = ~correct
+    return {"min_confidence": best, "flagged_correct": float((correct & (conf < best)).sum() / max(correct.sum(), 1)),
+            "flagged_errors": float((wrong & (conf < best)).sum() / max(wrong.sum(), 1)),
+            "n": int(len(labels)), "rule": f"highest threshold flagging <= {max_flagged_correct:.0%} of correct "
+                                           "validation answers"}
+
+
+def default_report_dir(dataset_name: str) -> Path:
+    """A new folder for one evaluation: ``$DIGITNET_HOME/reports/<time>-<dataset>``."""
+    return config.reports_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(dataset_name).name}"
+
+
+def evaluate(predictor, test: tuple[np.ndarray, np.ndarray], info, report_dir: str | os.PathLike, *,
+             tta: bool = False, extra: dict | None = None, history: list[dict] | None = None) -> dict:
+    """Score ``predictor`` on ``test`` = (uint8 images (n, 28, 28), labels (n,)) from the data set
+    ``info`` (a ``DatasetInfo``), write the report into ``report_dir`` and return its metrics.
+
+    ``extra`` adds sections to metrics.json (training adds "training", "validation"...; its "model"
+    and "dataset" entries extend the defaults); ``history`` adds the learning curves.
+    """
+    x_test, y_test = test
+    probs = predictor.predict_proba(x_test, tta=tta)
+    extra = dict(extra or {})
+    metrics = {
+        "model": {"file": str(predictor.path) if predictor.path else None, "backend": predictor.backend,
+                  "tta": tta, **extra.pop("model", {})},
+        "test": scores(probs, y_test, info.classes),
+        **{k: v for k, v in extra.items() if k != "dataset"},
+        "dataset": {"name": info.name, "sha256": info.sha256, "classes": list(info.classes),
+                    **extra.get("dataset", {}), "test": len(y_test)},
+        "versions": versions(),
+    }
+    write_report(report_dir, metrics, x_test, y_test, probs, info.classes, history=history)
+    return metrics
 
 
 def write_report(
@@ -58,10 +112,7 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out / "metrics.json"}
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, paths["metrics"])
+    paths = {"metrics": atomic_write_json(out / "metrics.json", metrics)}
     cm = np.array(metrics["test"]["confusion_matrix"])
     paths["confusion_matrix"] = plots.confusion_matrix(cm, classes, out / "confusion_matrix.png")
     paths["misclassified"] = plots.misclassified(images, labels, probs, classes, out / "misclassified.png")

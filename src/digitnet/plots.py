@@ -7,17 +7,18 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from .fileio import atomic_write
+
 matplotlib.use("Agg")  # no display needed, ever
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def learning_curves(history: list[dict], path: Path) -> Path:

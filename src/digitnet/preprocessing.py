@@ -25,19 +25,19 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from .arrays import check_pixels
+from .errors import ImageError, ImageTooLargeError
+from .presets import IMAGE_SIZE
+
 MAX_PIXELS = 40_000_000  # decoded size cap: a decompression bomb is refused before it is decoded
 MAX_BYTES = 50 * 1024 * 1024
 WORK_PIXELS = 90_000  # analysis resolution: enough for 12 digits in a row, cheap for a photo
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this much (of full scale) to count
 MNIST_STROKE = 3.5  # median MNIST stroke width in the 20x20 box, as _match_stroke measures it
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # what folders are read for
 
-
-class ImageError(ValueError):
-    """The input is not a usable image (corrupt, empty, unsupported, too large, NaN...)."""
-
-
-class ImageTooLargeError(ImageError):
-    """The image exceeds the byte or pixel cap."""
+__all__ = ["IMAGE_SUFFIXES", "Digit", "ImageError", "ImageTooLargeError", "Segmentation", "decode", "ink_map",
+           "segment", "to_mnist", "working"]
 
 
 @dataclass
@@ -138,24 +138,13 @@ def _from_pil(im: Image.Image, cap: int) -> Image.Image:
 
 
 def _from_array(a: np.ndarray, cap: int) -> np.ndarray:
-    if a.dtype == object or not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
-        raise ImageError(f"array must be numeric, got dtype {a.dtype}")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"array must be (h, w) or (h, w, 1|3|4), got shape {a.shape}")
     if a.shape[0] * a.shape[1] > cap:
         raise ImageTooLargeError(f"array is {a.shape[1]}x{a.shape[0]} pixels; the limit is {cap:,}")
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    a = a.astype(np.float32)
-    if not np.isfinite(a).all():
-        raise ImageError("array contains NaN or infinite values")
-    if a.min() < 0 or a.max() > 1:
-        raise ImageError(f"float arrays must lie in [0, 1] (use uint8 for 0-255); got [{a.min():g}, {a.max():g}]")
-    return a
+    return check_pixels(a, error=ImageError, what="arrays")
 
 
 # ------------------------------------------------------------------------------------------- ink map
@@ -381,7 +370,7 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     """One digit's ink (h, w) in [0, 1], cropped or not, to uint8 (28, 28) MNIST form."""
     ys, xs = np.nonzero(ink > 0.05)
     if len(ys) == 0:
-        return np.zeros((28, 28), np.uint8)
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     ink = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = ink.shape
     # Work at 4x the final size: thicken thin strokes there, then shrink by area (anti-aliasing).
@@ -391,11 +380,12 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     bh, bw = big.shape
     small = _resize(big, max(1, round(bw / 4)), max(1, round(bh / 4)))  # longer side: 20 px
     small = np.clip(small / max(float(small.max()), 1e-6) * 1.15, 0, 1)  # cores saturate, as in MNIST
-    out = np.zeros((28, 28), np.float32)
+    out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)  # (28, 28)
     cy, cx = ndimage.center_of_mass(small)
     # Place so that the centre of mass lands on the centre of the 28x28 field.
-    oy, ox = int(round(13.5 - cy)), int(round(13.5 - cx))
-    oy, ox = min(max(oy, 0), 28 - small.shape[0]), min(max(ox, 0), 28 - small.shape[1])
+    mid = (IMAGE_SIZE - 1) / 2  # 13.5
+    oy, ox = int(round(mid - cy)), int(round(mid - cx))
+    oy, ox = min(max(oy, 0), IMAGE_SIZE - small.shape[0]), min(max(ox, 0), IMAGE_SIZE - small.shape[1])
     out[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
     return np.round(out * 255).astype(np.uint8)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
+from ..presets import NUM_CLASSES
 from .fetch import DatasetSpec, FileSpec, GzMirror, Source
 from .mnist import MNIST, MNIST_SOURCES, Split, load_dataset, read_dir
 
@@ -41,7 +43,7 @@ FASHION_SOURCES: tuple[Source, ...] = (
 )
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
-DIGITS = tuple(str(i) for i in range(10))
+DIGITS = tuple(str(i) for i in range(NUM_CLASSES))
 
 NAMED = {"mnist": (MNIST, MNIST_SOURCES, DIGITS), "fashion-mnist": (FASHION_MNIST, FASHION_SOURCES, FASHION_CLASSES)}
 
@@ -74,7 +76,7 @@ def load(
         train, test = read_image_folder(folder) if is_images else read_dir(folder, MNIST)
         classes = DIGITS
     else:
-        raise ValueError(f"unknown dataset {dataset!r}: use mnist, fashion-mnist, or a folder")
+        raise ConfigError(f"unknown dataset {dataset!r}: use mnist, fashion-mnist, or a folder")
     return train, test, DatasetInfo(str(dataset), fingerprint(train, test), classes)
 
 
@@ -87,8 +89,7 @@ def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tup
     """
     import logging
 
-    from ..inference import IMAGE_SUFFIXES
-    from ..preprocessing import segment
+    from ..preprocessing import IMAGE_SUFFIXES, segment
 
     log = logging.getLogger(__name__)
     folder = Path(folder)
@@ -108,7 +109,7 @@ def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tup
         if skipped:
             log.warning("%s: skipped %d images with no digit in them", root, skipped)
         if not images:
-            raise ValueError(f"{root} holds no readable digit images in subfolders 0/ ... 9/")
+            raise DataError(f"{root} holds no readable digit images in subfolders 0/ ... 9/")
         return np.stack(images), np.array(labels, np.uint8)
 
     if (folder / "train").is_dir() and (folder / "test").is_dir():
@@ -116,9 +117,9 @@ def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tup
     x, y = read(folder)
     rng = np.random.default_rng(0)
     test_idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: int(round(test_share * (y == c).sum()))]
-                               for c in range(10)]).astype(int)
+                               for c in range(NUM_CLASSES)]).astype(int)
     mask = np.zeros(len(y), bool)
     mask[test_idx] = True
     if mask.all() or not mask.any():
-        raise ValueError(f"{folder}: too few images to hold {test_share:.0%} out for testing")
+        raise DataError(f"{folder}: too few images to hold {test_share:.0%} out for testing")
     return (x[~mask], y[~mask]), (x[mask], y[mask])

@@ -9,7 +9,6 @@ pins before it enters the cache, so a failed or corrupted fetch leaves nothing b
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -21,20 +20,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ChecksumError, DataUnavailableError
+from ..fileio import atomic_write, sha256_file
 from .idx import read_npz, write_idx
+
+__all__ = ["ChecksumError", "DataUnavailableError", "DatasetSpec", "FileSpec", "fetch_dataset", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 DOWNLOAD_TIMEOUT_S = 60
-
-
-class DataUnavailableError(RuntimeError):
-    """No source could provide verified data. The message lists every source tried and why it failed."""
-
-
-class ChecksumError(ValueError):
-    """A file's sha256 is not the pinned one."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +44,6 @@ class DatasetSpec:
     files: dict[str, FileSpec]  # role (see ROLES) -> canonical raw IDX file
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path: Path, sha256: str) -> None:
     actual = sha256_file(path)
     if actual != sha256:
@@ -66,17 +53,14 @@ def verify(path: Path, sha256: str) -> None:
 def download(url: str, dest: Path, sha256: str | None = None) -> Path:
     """Download ``url`` to ``dest`` through a temp file in the same folder; verify, then rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+
+    def fetch_to(tmp: Path) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
             shutil.copyfileobj(resp, out, 1 << 20)
         if sha256 is not None:
-            verify(Path(tmp), sha256)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+            verify(tmp, sha256)
+
+    return atomic_write(dest, fetch_to)
 
 
 def _gunzip(src: Path, dest: Path) -> Path:

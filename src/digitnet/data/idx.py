@@ -1,7 +1,7 @@
 """Readers for the IDX format (LeCun's MNIST files, raw or gzipped) and Keras's ``mnist.npz``.
 
 IDX layout: two zero bytes, a dtype code, the number of dimensions, one big-endian uint32 per
-dimension, then the data in C order, big-endian. Every problem raises ``ValueError`` naming the file.
+dimension, then the data in C order, big-endian. Every problem raises ``DataError`` (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from ..errors import DataError
 
 # IDX dtype code -> big-endian numpy dtype
 _DTYPES = {
@@ -47,38 +49,38 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with gzip.open(path, "rb") as f:
             return _read_stream(f, path.name, file_size=None)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise ValueError(f"{path.name}: corrupt gzip data ({e})") from e
+        raise DataError(f"{path.name}: corrupt gzip data ({e})") from e
 
 
 def _read_stream(f: BinaryIO, name: str, file_size: int | None) -> np.ndarray:
     magic = f.read(4)
     if len(magic) < 4:
-        raise ValueError(f"{name}: too short for an IDX header ({len(magic)} bytes)")
+        raise DataError(f"{name}: too short for an IDX header ({len(magic)} bytes)")
     zero, code, ndim = struct.unpack(">HBB", magic)
     if zero != 0:
-        raise ValueError(f"{name}: bad magic number 0x{magic.hex()} (IDX files start with two zero bytes)")
+        raise DataError(f"{name}: bad magic number 0x{magic.hex()} (IDX files start with two zero bytes)")
     if code not in _DTYPES:
-        raise ValueError(f"{name}: unknown IDX dtype code 0x{code:02x}")
+        raise DataError(f"{name}: unknown IDX dtype code 0x{code:02x}")
     if not 1 <= ndim <= 4:
-        raise ValueError(f"{name}: unsupported number of dimensions {ndim} (expected 1 to 4)")
+        raise DataError(f"{name}: unsupported number of dimensions {ndim} (expected 1 to 4)")
     raw_dims = f.read(4 * ndim)
     if len(raw_dims) < 4 * ndim:
-        raise ValueError(f"{name}: truncated header (needs {ndim} dimensions)")
+        raise DataError(f"{name}: truncated header (needs {ndim} dimensions)")
     shape = struct.unpack(f">{ndim}I", raw_dims)
     dtype = _DTYPES[code]
     expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on hostile headers
     if expected > _MAX_BYTES:
-        raise ValueError(f"{name}: header claims {expected} bytes of data, more than any IDX file holds")
+        raise DataError(f"{name}: header claims {expected} bytes of data, more than any IDX file holds")
     header = 4 + 4 * ndim
     if file_size is not None and file_size != header + expected:
-        raise ValueError(
+        raise DataError(
             f"{name}: file is {file_size} bytes but its header {shape} needs {header + expected}"
         )
     data = f.read(expected)
     if len(data) != expected:
-        raise ValueError(f"{name}: truncated: header {shape} needs {expected} data bytes, found {len(data)}")
+        raise DataError(f"{name}: truncated: header {shape} needs {expected} data bytes, found {len(data)}")
     if f.read(1):
-        raise ValueError(f"{name}: trailing bytes after the {expected} data bytes its header {shape} needs")
+        raise DataError(f"{name}: trailing bytes after the {expected} data bytes its header {shape} needs")
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -87,9 +89,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     array = np.asarray(array)
     code = _CODES.get(array.dtype.newbyteorder("="))
     if code is None:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}")
+        raise DataError(f"IDX cannot store dtype {array.dtype}")
     if not 1 <= array.ndim <= 4:
-        raise ValueError(f"IDX needs 1 to 4 dimensions, got {array.ndim}")
+        raise DataError(f"IDX needs 1 to 4 dimensions, got {array.ndim}")
     with open(path, "wb") as f:
         f.write(struct.pack(">HBB", 0, code, array.ndim))
         f.write(struct.pack(f">{array.ndim}I", *array.shape))
@@ -99,13 +101,13 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
 def check_pair(images: np.ndarray, labels: np.ndarray, name: str) -> None:
     """Check that an images/labels pair is a digit data set: uint8 (n, h, w) and (n,) labels 0-9."""
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"{name}: images must be uint8 (n, height, width), got {images.dtype} {images.shape}")
+        raise DataError(f"{name}: images must be uint8 (n, height, width), got {images.dtype} {images.shape}")
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise ValueError(f"{name}: labels must be uint8 (n,), got {labels.dtype} {labels.shape}")
+        raise DataError(f"{name}: labels must be uint8 (n,), got {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
-        raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
+        raise DataError(f"{name}: {len(images)} images but {len(labels)} labels")
     if labels.size and labels.max() > 9:
-        raise ValueError(f"{name}: labels must lie in 0-9, found {int(labels.max())}")
+        raise DataError(f"{name}: labels must lie in 0-9, found {int(labels.max())}")
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -116,10 +118,10 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]
             if missing:
-                raise ValueError(f"{path.name}: missing arrays {missing} (has {npz.files})")
+                raise DataError(f"{path.name}: missing arrays {missing} (has {npz.files})")
             arrays = {k: npz[k] for k in keys}
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:  # np.load's errors on non-npz bytes
-        raise ValueError(f"{path.name}: not a readable .npz file ({e})") from e
+        raise DataError(f"{path.name}: not a readable .npz file ({e})") from e
     check_pair(arrays["x_train"], arrays["y_train"], f"{path.name} (train)")
     check_pair(arrays["x_test"], arrays["y_test"], f"{path.name} (test)")
     return arrays

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
+from ..errors import DataNotFoundError
 from .fetch import (
     ROLES,
     DatasetSpec,
@@ -80,7 +81,7 @@ def read_dir(folder: str | os.PathLike, spec: DatasetSpec = MNIST) -> tuple[Spli
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a directory")
+        raise DataNotFoundError(f"{folder} is not a directory")
     paths = {role: _find(folder, f.name) for role, f in spec.files.items()}
     if all(paths.values()):
         return _load_files(paths)
@@ -89,7 +90,7 @@ def read_dir(folder: str | os.PathLike, spec: DatasetSpec = MNIST) -> tuple[Spli
         a = read_npz(npz)
         return (a["x_train"], a["y_train"]), (a["x_test"], a["y_test"])
     missing = [spec.files[r].name for r, p in paths.items() if p is None]
-    raise FileNotFoundError(f"{folder} has neither the IDX files (missing {missing}) nor {npz.name}")
+    raise DataNotFoundError(f"{folder} has neither the IDX files (missing {missing}) nor {npz.name}")
 
 
 def _load_files(paths: dict[str, Path]) -> tuple[Split, Split]:

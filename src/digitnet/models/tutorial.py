@@ -23,10 +23,11 @@ import warnings
 import numpy as np
 
 from .._tf import import_tf
+from ..errors import InputError
+from ..presets import TUTORIAL_LAYOUT  # noqa: F401  (the tutorial's network, importable from here too)
 
 tf = import_tf()
 
-TUTORIAL_LAYOUT = {"l0": 784, "l1": 100, "l2": 100, "l3": 60, "l4": 10}  # the tutorial's network
 COSTS = ("cross_entropy", "mse")
 OUTPUTS = ("softmax", "sigmoid")
 _EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before the log
@@ -37,15 +38,15 @@ def _layer_count(layout: dict) -> int:
     if not isinstance(layout, dict):
         raise TypeError(f"layout must be a dict like {{'l0': 784, 'l1': 100, 'l2': 10}}, got {type(layout)}")
     if "l0" not in layout:
-        raise ValueError(f"layout needs 'l0' (the input size), got keys {sorted(layout)}")
+        raise InputError(f"layout needs 'l0' (the input size), got keys {sorted(layout)}")
     n = len(layout) - 1
     expected = [f"l{i}" for i in range(n + 1)]
     if n < 1 or sorted(layout, key=str) != sorted(expected):
-        raise ValueError(f"layout keys must be exactly {expected} (consecutive from l0), got {sorted(layout)}")
+        raise InputError(f"layout keys must be exactly {expected} (consecutive from l0), got {sorted(layout)}")
     for key in expected:
         size = layout[key]
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"layout[{key!r}] must be a positive integer, got {size!r}")
+            raise InputError(f"layout[{key!r}] must be a positive integer, got {size!r}")
     return n
 
 
@@ -54,7 +55,7 @@ def _parameter_count(parameters: dict) -> int:
     n = len(parameters) // 2
     expected = {f"{p}{i}" for i in range(1, n + 1) for p in "Wb"}
     if n < 1 or set(parameters) != expected:
-        raise ValueError(f"parameters must hold exactly W1, b1, ..., Wn, bn; got {sorted(parameters)}")
+        raise InputError(f"parameters must hold exactly W1, b1, ..., Wn, bn; got {sorted(parameters)}")
     return n
 
 
@@ -67,12 +68,12 @@ def _check_features(X, parameters: dict, name: str = "X") -> np.ndarray | tf.Ten
         X = np.asarray(X, dtype=np.float32)
         width = X.shape[-1] if X.ndim else None
         if X.ndim != 2:
-            raise ValueError(f"{name} must have shape (n, features), got {X.shape}")
+            raise InputError(f"{name} must have shape (n, features), got {X.shape}")
         if not np.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise InputError(f"{name} contains NaN or infinite values")
     expected = int(parameters["W1"].shape[1])
     if width is not None and width != expected:
-        raise ValueError(f"{name} has {width} features per row but W1 expects {expected}")
+        raise InputError(f"{name} has {width} features per row but W1 expects {expected}")
     return X
 
 
@@ -120,7 +121,7 @@ def forward_propagation(X, parameters: dict, *, output: str = "softmax") -> tf.T
         A_output (tf.Tensor): float32 activations of the output layer, shape (n, ln)
     """
     if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        raise InputError(f"output must be one of {OUTPUTS}, got {output!r}")
     n = _parameter_count(parameters)
     Z = _logits(_check_features(X, parameters), parameters, n)
     return tf.nn.softmax(Z) if output == "softmax" else tf.nn.sigmoid(Z)
@@ -142,12 +143,12 @@ def calculate_cost(A_output, y, parameters: dict, *, cost: str = "cross_entropy"
     A = tf.cast(A_output, tf.float32)
     y = tf.cast(y, tf.float32)
     if A.shape.rank != 2 or y.shape.rank != 2 or A.shape[-1] != y.shape[-1]:
-        raise ValueError(f"A_output and y must both be (n, classes); got {A.shape} and {y.shape}")
+        raise InputError(f"A_output and y must both be (n, classes); got {A.shape} and {y.shape}")
     if cost == "cross_entropy":
         return tf.reduce_mean(-tf.reduce_sum(y * tf.math.log(tf.clip_by_value(A, _EPS, 1 - _EPS)), axis=1))
     if cost == "mse":
         return tf.reduce_mean(tf.math.squared_difference(A, y))
-    raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    raise InputError(f"cost must be one of {COSTS}, got {cost!r}")
 
 
 def _accuracy(X, y, parameters: dict, batch: int = 10000) -> float:
@@ -195,9 +196,9 @@ def train_parameters(
         parameters (dict): trained ``W1, b1, ..., Wn, bn`` as float32 NumPy arrays
     """
     if cost not in COSTS:
-        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+        raise InputError(f"cost must be one of {COSTS}, got {cost!r}")
     if batch_size < 1 or epochs < 0:
-        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+        raise InputError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
     n = _layer_count(layout)
     parameters = initialize_parameters(layout, seed=seed)
     X_train = _check_features(X_train, parameters, "X_train")
@@ -206,10 +207,10 @@ def train_parameters(
     y_test = np.asarray(y_test, dtype=np.float32)
     for name, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
         if y.ndim != 2 or y.shape != (len(X), layout[f"l{n}"]):
-            raise ValueError(f"y_{name} must be one-hot of shape {(len(X), layout[f'l{n}'])}, got {y.shape}")
+            raise InputError(f"y_{name} must be one-hot of shape {(len(X), layout[f'l{n}'])}, got {y.shape}")
     m = len(X_train)
     if m < batch_size:
-        raise ValueError(f"batch_size {batch_size} is larger than the {m} training rows")
+        raise InputError(f"batch_size {batch_size} is larger than the {m} training rows")
     scale = 1.0 / 255.0 if scale_inputs else 1.0
     if scale_inputs and X_train.max() <= 1.0:
         warnings.warn("scale_inputs=True expects raw 0-255 pixels, but X_train is already in [0, 1]",

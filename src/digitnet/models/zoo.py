@@ -1,5 +1,9 @@
-"""The model registry: every architecture takes (batch, 28, 28) floats in [0, 1] (white ink on black,
-MNIST-style) and returns (batch, 10) softmax probabilities."""
+"""The model registry: every architecture maps (batch, 28, 28) floats in [0, 1] to (batch, 10) probabilities.
+
+The output contract: every model ends in a linear layer named ``logits`` followed by a separate
+``Softmax`` named ``probabilities``, so that logits stay reachable (temperature, logit-based scores,
+saliency) and every export keeps the output name ``probabilities``.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,26 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from ..errors import ConfigError
+from ..presets import ARCHS, IMAGE_SIZE, NUM_CLASSES
 from .layers import FusedBatchNorm
 
 L = keras.layers
-ARCHS = ("tutorial", "mlp", "cnn")
 
 
 def _inputs() -> keras.KerasTensor:
-    return keras.Input((28, 28), name="image")  # (batch, 28, 28) in [0, 1]
+    return keras.Input((IMAGE_SIZE, IMAGE_SIZE), name="image")  # (batch, 28, 28) in [0, 1]
+
+
+def _head(x, initializer=None) -> keras.KerasTensor:
+    """The shared ending: linear logits, then a separate softmax (the output contract above)."""
+    logits = L.Dense(NUM_CLASSES, kernel_initializer=initializer or "glorot_uniform", name="logits")(x)
+    return L.Softmax(name="probabilities")(logits)  # (batch, 10)
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same network (shared weights) returning its (batch, 10) logits instead of probabilities."""
+    return keras.Model(model.input, model.get_layer("logits").output, name=f"{model.name}_logits")
 
 
 def cnn(width: int = 32, seed: int = 0, name: str | None = None) -> keras.Model:
@@ -26,7 +42,7 @@ def cnn(width: int = 32, seed: int = 0, name: str | None = None) -> keras.Model:
     """
     init = keras.initializers.HeNormal
     x_in = _inputs()
-    x = L.Reshape((28, 28, 1))(x_in)  # (batch, 28, 28, 1)
+    x = L.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1))(x_in)  # (batch, 28, 28, 1)
     for i, filters in enumerate((width, 2 * width, 4 * width)):
         x = L.Conv2D(filters, 3, use_bias=False, kernel_initializer=init(seed + i), name=f"conv{i + 1}")(x)
         if i < 2:
@@ -35,13 +51,12 @@ def cnn(width: int = 32, seed: int = 0, name: str | None = None) -> keras.Model:
         x = FusedBatchNorm(name=f"bn{i + 1}")(x)
         x = L.ReLU()(x)
     x = L.GlobalAveragePooling2D()(x)  # (batch, 4 * width)
-    out = L.Dense(10, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(seed + 9),
-                  name="probabilities")(x)
+    out = _head(x, keras.initializers.GlorotUniform(seed + 9))
     return keras.Model(x_in, out, name=name or f"cnn{width}")
 
 
 def mlp(hidden: Sequence[int] = (800, 800), dropout: float = 0.2, l2: float = 0.0, seed: int = 0) -> keras.Model:
-    """A modern MLP: dense ReLU layers with dropout (and optional L2), softmax output."""
+    """A modern MLP: dense ReLU layers with dropout (and optional L2), then the logits and softmax."""
     reg = keras.regularizers.L2(l2) if l2 else None
     x_in = _inputs()
     x = L.Flatten()(x_in)  # (batch, 784)
@@ -50,8 +65,7 @@ def mlp(hidden: Sequence[int] = (800, 800), dropout: float = 0.2, l2: float = 0.
                     kernel_initializer=keras.initializers.HeNormal(seed + i), name=f"dense{i + 1}")(x)
         if dropout:
             x = L.Dropout(dropout, seed=seed + 100 + i)(x)
-    out = L.Dense(10, activation="softmax", name="probabilities")(x)
-    return keras.Model(x_in, out, name="mlp")
+    return keras.Model(x_in, _head(x), name="mlp")
 
 
 def tutorial(parameters: dict | None = None, layout: dict | None = None, seed: int = 1) -> keras.Model:
@@ -73,21 +87,25 @@ def tutorial(parameters: dict | None = None, layout: dict | None = None, seed: i
     x = L.Flatten()(x_in)  # (batch, 784)
     for i in range(1, n + 1):
         W, b = np.asarray(parameters[f"W{i}"]), np.asarray(parameters[f"b{i}"])
-        dense = L.Dense(W.shape[0], activation="softmax" if i == n else "relu",
-                        name="probabilities" if i == n else f"dense{i}")
+        dense = L.Dense(W.shape[0], activation=None if i == n else "relu", name="logits" if i == n else f"dense{i}")
         x = dense(x)
         dense.set_weights([W.T, b.reshape(-1)])  # tutorial W is [current, previous]; Keras is [in, out]
-    return keras.Model(x_in, x, name="tutorial")
+    return keras.Model(x_in, L.Softmax(name="probabilities")(x), name="tutorial")
 
 
 def ensemble(members: Sequence[keras.Model]) -> keras.Model:
-    """One model that averages the probabilities of ``members`` (which need unique names)."""
+    """One model that averages the logits of ``members`` (which need unique names), then the softmax.
+
+    Averaging logits (a normalized geometric mean of the probabilities) keeps the output contract: the
+    ensemble's ``logits`` layer is still linear in its members' logits.
+    """
     names = [m.name for m in members]
     if len(set(names)) != len(names):
-        raise ValueError(f"ensemble members need unique names, got {names}")
+        raise ConfigError(f"ensemble members need unique names, got {names}")
     x_in = _inputs()
-    outs = [m(x_in) for m in members]
-    return keras.Model(x_in, L.Average(name="probabilities")(outs), name=f"ensemble{len(members)}")
+    outs = [keras.Model(m.input, m.get_layer("logits").output, name=m.name)(x_in) for m in members]
+    logits = L.Average(name="logits")(outs)  # (batch, 10)
+    return keras.Model(x_in, L.Softmax(name="probabilities")(logits), name=f"ensemble{len(members)}")
 
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {"tutorial": tutorial, "mlp": mlp, "cnn": cnn}
@@ -96,5 +114,5 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {"tutorial": tutorial, "mlp": 
 def build(arch: str, **kwargs) -> keras.Model:
     """Build an architecture from the registry by name."""
     if arch not in BUILDERS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return BUILDERS[arch](**kwargs)

@@ -1,5 +1,6 @@
 """The HTTP API and drawing page: ``create_app(predictor)`` builds a FastAPI app around a loaded model."""
 
-from .app import Limits, create_app
+from ..presets import Limits
+from .app import create_app
 
 __all__ = ["Limits", "create_app"]

@@ -1,0 +1,208 @@
+"""Every choice and default digitnet offers, in one TensorFlow-free module: the CLI's help is built from it.
+
+Training presets were measured on a 2-core CPU (see docs/PERFORMANCE.md). Change a default here and
+the library, ``digitnet --help`` and the server all follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+# ------------------------------------------------------------------------------------- the data form
+
+IMAGE_SIZE = 28  # MNIST: 28x28 grey images, white ink on black
+PIXELS = IMAGE_SIZE * IMAGE_SIZE  # 784: the tutorial's flattened input
+NUM_CLASSES = 10  # digits 0-9
+
+# ------------------------------------------------------------------------------------------ inference
+
+BACKENDS = ("tflite", "onnx", "tf", "tflite-int8")
+DEFAULT_BACKEND = "tflite"  # 16x lower single-image latency than tf; see docs/PERFORMANCE.md
+BACKEND_HELP = {
+    "tflite": "the LiteRT interpreter on a float32 conversion (no TensorFlow once cached)",
+    "onnx": "ONNX Runtime on a tf2onnx conversion",
+    "tf": "the Keras model itself, as one traced tf.function",
+    "tflite-int8": "full-integer LiteRT: twice the batch throughput, probabilities in steps of 1/256",
+}
+CHUNK = 2048  # images per runtime call, in every backend and export: bounds memory on large batches
+DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
+TTA_ANGLES = (-6.0, 6.0)  # test-time augmentation: small rotations inside the training range (+-10 deg)
+
+# ------------------------------------------------------------------------------------------- exports
+
+FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
+FORMAT_HELP = {
+    "savedmodel": "TensorFlow Serving's versioned layout, DIR/1/",
+    "tflite": "DIR/model.tflite, float32",
+    "tflite-int8": "DIR/model.tflite, full-integer",
+    "onnx": "DIR/model.onnx, opset 17",
+}
+INT8_CALIBRATION_SIZE = 500  # training images (never test images) that calibrate int8 quantization
+
+# ------------------------------------------------------------------------------------------- serving
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one ``digitnet serve`` process accepts and how much it does at once."""
+
+    max_upload_bytes: int = 5 * 1024 * 1024  # per request body
+    max_pixels: int = 25_000_000  # decoded image size
+    max_batch: int = 64  # files per batch request
+    workers: int = 2  # predictions running at once
+    max_queue: int = 128  # requests waiting for a worker before 503
+    timeout_s: float = 30.0  # per request, waiting included
+
+
+SERVE_HOST = "127.0.0.1"  # loopback only unless the user says otherwise
+SERVE_PORT = 8000
+
+# ------------------------------------------------------------------------------------------ tutorial
+
+TUTORIAL_LAYOUT = {"l0": PIXELS, "l1": 100, "l2": 100, "l3": 60, "l4": NUM_CLASSES}  # the tutorial's network
+# The tutorial's train_parameters() defaults, and the seed `digitnet tutorial` uses.
+TUTORIAL = {"learning_rate": 0.005, "epochs": 20, "batch_size": 1000, "seed": 1}
+
+# ------------------------------------------------------------------------------------------ training
+
+ARCHS = ("tutorial", "mlp", "cnn")
+DISTRIBUTIONS = ("mirrored",)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """On-graph augmentation strengths (see ``digitnet.augment``)."""
+
+    rotate: float = 10.0  # max degrees either way
+    zoom: float = 0.10  # max relative scale change
+    shift: float = 2.0  # max pixels in x and in y
+    elastic: float = 0.0  # elastic displacement strength in pixels (0 = off)
+    elastic_sigma: float = 4.0  # smoothness of the elastic field in pixels
+
+    @property
+    def active(self) -> bool:
+        return any((self.rotate, self.zoom, self.shift, self.elastic))
+
+
+NO_AUGMENT = Augment(rotate=0, zoom=0, shift=0, elastic=0)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Saved in checkpoints so that ``--resume`` needs nothing else."""
+
+    arch: str = "cnn"
+    dataset: str = "mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-3  # peak learning rate of the one-cycle schedule
+    warmup: float = 0.25  # fraction of steps spent warming up to the peak
+    label_smoothing: float = 0.1
+    seed: int = 0
+    width: int = 32  # cnn: channels of the first convolution
+    hidden: tuple[int, ...] = (800, 800)  # mlp
+    dropout: float = 0.2  # mlp
+    augment: Augment = field(default_factory=Augment)
+    val_size: int = 5000
+    ensemble: int = 1  # number of members averaged
+    time_budget: float | None = None  # seconds for the whole run; stop and keep the best model
+    deterministic: bool = False
+    dry_run: bool = False
+    distribute: str | None = None  # None or "mirrored"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["augment"] = Augment(**d.get("augment", {}))
+        d["hidden"] = tuple(d.get("hidden", (800, 800)))
+        return cls(**d)
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` for values no run can use; return self."""
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.ensemble < 1:
+            raise ConfigError(f"epochs, batch_size and ensemble must be at least 1, got {self.epochs}, "
+                              f"{self.batch_size} and {self.ensemble}")
+        if self.distribute not in (None, "none", *DISTRIBUTIONS):
+            raise ConfigError(f"unknown distribution {self.distribute!r}; choose 'mirrored' or none")
+        return self
+
+
+# Presets per architecture: only what differs from TrainConfig's defaults.
+PRESETS: dict[str, dict[str, dict]] = {
+    "cnn": {
+        "fast": dict(epochs=1, lr=7e-3, augment=NO_AUGMENT),
+        "default": dict(epochs=9),
+        # Four default-size CNNs trained twice as long, averaged; stops within 14 minutes whatever happens.
+        "best": dict(epochs=18, ensemble=4, time_budget=840.0),
+    },
+    "mlp": {
+        # One wide hidden layer at batch 256: the most accuracy per second on 2 cores (bench/sweep.py).
+        "fast": dict(epochs=2, hidden=(1024,), batch_size=256, augment=NO_AUGMENT),
+        "default": dict(epochs=5, hidden=(1024,), batch_size=256, augment=NO_AUGMENT),
+        "best": dict(epochs=30, hidden=(1200, 1200), dropout=0.3),
+    },
+    "tutorial": {"fast": dict(epochs=5), "default": dict(epochs=20), "best": dict(epochs=40)},
+}
+PRESET_NAMES = ("fast", "default", "best")
+DEFAULT_ARCH, DEFAULT_PRESET = "cnn", "default"
+# What each cnn preset reaches (measured; docs/PERFORMANCE.md), for the help text.
+PRESET_NOTES = {
+    ("cnn", "fast"): "~99.0% in ~16 s",
+    ("cnn", "default"): "~99.6% in ~95 s",
+    ("cnn", "best"): "99.64% in ~12 min",
+    ("mlp", "default"): "~98.7% in ~16 s",
+}
+
+
+def make_config(arch: str = DEFAULT_ARCH, preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
+    """A config from a preset, with explicit overrides (``None`` values are ignored)."""
+    if arch not in PRESETS:
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if preset not in PRESETS[arch]:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS[arch])}")
+    values = {**PRESETS[arch][preset], **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown training options {unknown}")
+    return TrainConfig(arch=arch, **values).validate()
+
+
+def describe_preset(arch: str, preset: str) -> str:
+    """What a preset sets, in words: ``"epochs=1, lr=0.007, augment=off"``."""
+    parts = []
+    for key, value in PRESETS[arch][preset].items():
+        if isinstance(value, Augment):
+            value = "off" if not value.active else ", ".join(
+                f"{f.name}={getattr(value, f.name):g}" for f in dataclasses.fields(Augment)
+                if getattr(value, f.name) != getattr(Augment(), f.name))
+        elif isinstance(value, tuple):
+            value = "x".join(str(v) for v in value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_for(name: str) -> str:
+    """A training option's default for the help text: TrainConfig's value, plus the presets that differ."""
+    tables = [values for presets in PRESETS.values() for values in presets.values()]
+    if all(name in values for values in tables):
+        return "set by --arch and --preset, listed below"
+    base = getattr(TrainConfig(), name)
+    differ = [f"{arch} {preset}: {_fmt(values[name])}" for arch, presets in PRESETS.items()
+              for preset, values in presets.items() if name in values and values[name] != base]
+    return _fmt(base) + (f"; {', '.join(differ)}" if differ else "")

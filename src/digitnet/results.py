@@ -1,0 +1,81 @@
+"""The result types every reader of digits returns: :class:`Reading` of an image, :class:`DigitPrediction` per digit.
+
+The CLI's ``--json``, the HTTP API and the Python API all serialize through ``to_dict()``, so the JSON
+shape is defined here once (the server's response models document it; see ``server/schemas.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ROUND = 6  # decimals of the probabilities in JSON: far below any meaningful difference
+
+
+@dataclass
+class DigitPrediction:
+    """One digit read from an image."""
+
+    digit: int
+    probability: float  # of ``digit``
+    probabilities: list[float]  # (10,) one per digit 0-9
+    box: list[int]  # x, y, w, h in the source image's pixels
+    low_confidence: bool  # probability under the calibrated threshold
+    top_k: list[list] | None = None  # [[digit, probability], ...] most likely first, when asked
+    normalized: str | None = None  # base64 PNG of the 28x28 image the model saw, when asked
+
+    @classmethod
+    def from_probabilities(cls, p: np.ndarray, box, threshold: float, top_k: int | None = None,
+                           normalized: np.ndarray | None = None) -> DigitPrediction:
+        """Build one entry from (10,) probabilities."""
+        label = int(p.argmax())
+        return cls(
+            digit=label, probability=round(float(p[label]), ROUND),
+            probabilities=[round(float(v), ROUND) for v in p], box=[int(v) for v in box],
+            low_confidence=bool(p[label] < threshold),
+            top_k=[[int(i), round(float(p[i]), ROUND)] for i in np.argsort(-p)[:top_k]] if top_k else None,
+            normalized=png_base64(normalized) if normalized is not None else None,
+        )
+
+    def to_dict(self) -> dict:
+        d = {"digit": self.digit, "probability": self.probability, "probabilities": self.probabilities,
+             "box": self.box, "low_confidence": self.low_confidence}
+        if self.top_k is not None:  # optional fields are absent, not null, when not asked for
+            d["top_k"] = self.top_k
+        if self.normalized is not None:
+            d["normalized"] = self.normalized
+        return d
+
+
+@dataclass
+class Reading:
+    """What was read in one image. "No digit" is an answer (``digits`` None, ``reason`` says why); an
+    input that could not be read has ``error`` set instead."""
+
+    file: str | None = None
+    digits: str | None = None  # the digits read, one line of text per line of digits
+    reason: str | None = None  # why there are no digits, in words
+    predictions: list[DigitPrediction] = field(default_factory=list)
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, file: str | None, message: str) -> Reading:
+        """The result for an input that could not be read."""
+        return cls(file=file, error=message)
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "digits": self.digits, "reason": self.reason,
+                "predictions": [p.to_dict() for p in self.predictions], "error": self.error}
+
+
+def png_base64(image: np.ndarray) -> str:
+    """A uint8 (28, 28) image as a base64 PNG string."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,169 @@
+"""The HTTP routes: ``/api/predict``, ``/api/predict/batch``, ``/api/model``, ``/healthz`` and the drawing page.
+
+Routes parse requests and format answers; the work is ``Predictor``'s, run through the state's gate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from importlib import resources
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from ..errors import ImageError, ImageTooLargeError
+from ..presets import IMAGE_SIZE, NUM_CLASSES, PIXELS
+from ..results import Reading
+from .deps import ApiError, ServerState, check_token, state
+from .schemas import HealthOut, ModelOut, ReadingOut, errors
+
+State = Annotated[ServerState, Depends(state)]  # the dependency every route takes
+STATIC = resources.files("digitnet") / "server" / "static"
+
+pages = APIRouter()
+api = APIRouter(prefix="/api", dependencies=[Depends(check_token)])
+
+
+@pages.get("/", include_in_schema=False)
+async def page():
+    return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+
+@pages.get("/healthz", summary="Liveness check", response_model=HealthOut)
+async def healthz():
+    return {"status": "ok"}
+
+
+@api.get("/model", summary="The loaded model", response_model=ModelOut, responses=errors(401))
+async def model_info(s: State):
+    p = s.predictor
+    return {"name": p.name, "file": str(p.path) if p.path else None,
+            "accuracy": p.info.get("test", {}).get("accuracy"), "trained_at": p.info.get("model", {}).get("trained_at"),
+            "parameters": p.parameters, "classes": [str(i) for i in range(NUM_CLASSES)],
+            "min_confidence": p.min_confidence, "backend": p.backend}
+
+
+@api.post("/predict", summary="Read the digits in one image", response_model=None,
+          responses={200: {"model": ReadingOut}, **errors(400, 401, 413, 415, 422, 503, 504)},
+          description="Multipart upload (field `file`), or JSON `{\"pixels\": 28x28 or 784 numbers 0-255, "
+                      "MNIST polarity}` or `{\"image\": base64, optionally a data: URL}`.")
+async def predict(request: Request, s: State, single: bool = False, top_k: int | None = None) -> JSONResponse:
+    _check_top_k(top_k)
+    timeout = s.limits.timeout_s
+    ctype = _content_type(request)
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(422, "multipart request needs an image in the field 'file'")
+        data = await upload.read()
+        reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k, timeout=timeout)
+    elif ctype == "application/json":
+        body = await _json_body(request)
+        if "pixels" in body:
+            image = np.round(_pixels(body["pixels"])).astype(np.uint8)  # (28, 28), MNIST polarity
+            reading = await s.gate.run(_read_mnist, s, image, top_k, timeout=timeout)
+        elif "image" in body:
+            reading = await s.gate.run(_read_bytes, s, _b64(body["image"]), None, single, top_k, timeout=timeout)
+        else:
+            raise ApiError(422, "JSON body needs 'pixels' (28x28 or 784 numbers) or 'image' (base64)")
+    else:
+        raise ApiError(415, f"unsupported content type {ctype or 'none'!r}: send multipart/form-data or "
+                            "application/json")
+    return JSONResponse(reading.to_dict())
+
+
+@api.post("/predict/batch", summary="Read several images (multipart, field `file`)", response_model=None,
+          responses={200: {"model": list[ReadingOut]}, **errors(401, 413, 415, 422, 503, 504)})
+async def predict_batch(request: Request, s: State, single: bool = False, top_k: int | None = None) -> JSONResponse:
+    _check_top_k(top_k)
+    if _content_type(request) != "multipart/form-data":
+        raise ApiError(415, "send the images as multipart/form-data, each in a field 'file'")
+    form = await request.form(max_files=s.limits.max_batch + 1)
+    uploads = [f for f in form.getlist("file") if not isinstance(f, str)]
+    if not uploads:
+        raise ApiError(422, "no images: send each in a multipart field 'file'")
+    if len(uploads) > s.limits.max_batch:
+        raise ApiError(413, f"at most {s.limits.max_batch} images per batch, got {len(uploads)}")
+    out = []
+    for upload in uploads:  # one bad file gets its own error; the others are still read
+        data = await upload.read()
+        try:
+            reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k,
+                                       timeout=s.limits.timeout_s)
+        except ApiError as e:
+            if e.status in (503, 504):
+                raise
+            reading = Reading.failed(upload.filename, e.message)
+        out.append(reading.to_dict())
+    return JSONResponse(out)
+
+
+# ------------------------------------------------------------------------------- work (in the pool)
+
+
+def _read_bytes(s: ServerState, data: bytes, name: str | None, single: bool, top_k: int | None) -> Reading:
+    try:
+        return s.predictor.predict_image(data, single=single, top_k=top_k, file=name, with_normalized=True,
+                                         max_pixels=s.limits.max_pixels)
+    except ImageTooLargeError as e:
+        raise ApiError(413, str(e)) from None
+    except ImageError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _read_mnist(s: ServerState, image: np.ndarray, top_k: int | None) -> Reading:
+    return s.predictor.predict_mnist_image(image, top_k=top_k, with_normalized=True)
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
+        raise ApiError(422, "top_k must be between 1 and 10")
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _json_body(request: Request) -> dict:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"invalid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "JSON body must be an object")
+    return body
+
+
+def _pixels(value) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ApiError(422, "pixels must be 28x28 nested lists or 784 numbers") from None
+    if a.shape == (PIXELS,):
+        a = a.reshape(IMAGE_SIZE, IMAGE_SIZE)
+    if a.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ApiError(422, f"pixels must be 28x28 nested lists or 784 numbers, got shape {list(a.shape)}")
+    if not np.isfinite(a).all():
+        raise ApiError(422, "pixels contain NaN or infinite values")
+    if a.min() < 0 or a.max() > 255:
+        raise ApiError(422, "pixels must lie in 0-255")
+    return a
+
+
+def _b64(value) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise ApiError(422, "image must be a non-empty base64 string")
+    if value.startswith("data:"):
+        value = value.split(",", 1)[-1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "image is not valid base64") from None

@@ -1,0 +1,65 @@
+"""Response models of the HTTP API. They document the JSON in ``/openapi.json`` and ``/docs``.
+
+Responses are serialized with the result types' own ``to_dict()`` (``digitnet.results``), not
+filtered through these models: optional fields stay absent rather than ``null``, and a field a later
+version adds is never dropped silently. A test validates real responses against these schemas.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from ..presets import NUM_CLASSES
+
+
+class DigitPredictionOut(BaseModel):
+    """One digit read from the image."""
+
+    digit: int = Field(ge=0, le=9, description="the most likely digit")
+    probability: float = Field(ge=0, le=1, description="the probability of `digit`")
+    probabilities: list[float] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES,
+                                      description="one per digit 0-9")
+    box: list[int] = Field(min_length=4, max_length=4, description="x, y, w, h in the image's pixels")
+    low_confidence: bool = Field(description="`probability` is under the model's calibrated threshold")
+    top_k: list[list[float]] | None = Field(
+        None, description="[[digit, probability], ...], most likely first; only with `top_k`")
+    normalized: str | None = Field(None, description="base64 PNG of the 28x28 image the model saw")
+
+
+class ReadingOut(BaseModel):
+    """What was read in one image. "No digit" is an answer: `digits` is null and `reason` says why."""
+
+    file: str | None = Field(description="the uploaded file's name, if any")
+    digits: str | None = Field(description="the digits read, one line of text per line of digits")
+    reason: str | None = Field(description="why there are no digits, e.g. 'blank image'")
+    predictions: list[DigitPredictionOut] = Field(description="one entry per digit, in reading order")
+    error: str | None = Field(description="in a batch, why this one file could not be read")
+
+
+class ModelOut(BaseModel):
+    """The loaded model."""
+
+    name: str
+    file: str | None
+    accuracy: float | None = Field(description="MNIST test accuracy recorded with the model")
+    trained_at: str | None
+    parameters: int
+    classes: list[str]
+    min_confidence: float = Field(description="the calibrated low-confidence threshold")
+    backend: str = Field(description="the inference runtime")
+
+
+class ErrorOut(BaseModel):
+    """Every error: a message for people and, for some, a code for programs."""
+
+    error: str = Field(description="what went wrong and what was expected")
+    code: str | None = Field(None, description="a machine-readable code, when the error has one")
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="'ok' while the server is up")
+
+
+def errors(*statuses: int) -> dict:
+    """The ``responses=`` entry documenting error statuses with :class:`ErrorOut`."""
+    return {s: {"model": ErrorOut} for s in statuses}

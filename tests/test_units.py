@@ -1,0 +1,227 @@
+"""Fast unit tests, on small data they make themselves, for pieces the end-to-end tests only reach slowly."""
+
+import asyncio
+import json
+import os
+
+import numpy as np
+import pytest
+
+from digitnet.arrays import check_pixels
+from digitnet.checkpoints import CheckpointState, new_state, read_state, save_epoch, write_state
+from digitnet.errors import CheckpointError, DigitnetError, ImageError, InputError, ModelNotFoundError
+from digitnet.evaluation import calibrate
+from digitnet.fileio import atomic_replace_dir, atomic_write, atomic_write_json, sha256_file
+from digitnet.presets import make_config
+
+# ------------------------------------------------------------------------------------ array validator
+
+
+def test_check_pixels_scales_and_refuses_with_the_callers_error():
+    np.testing.assert_allclose(check_pixels(np.array([[0, 255]], np.uint8)), [[0.0, 1.0]])
+    np.testing.assert_allclose(check_pixels(np.array([65535], np.uint16)), [1.0])
+    assert check_pixels(np.array([True, False])).dtype == np.float32
+    with pytest.raises(InputError, match=r"float images must lie in \[0, 1\].*got \[0, 2\]"):
+        check_pixels(np.array([0.0, 2.0]))
+    with pytest.raises(ImageError, match="arrays contain NaN"):
+        check_pixels(np.array([np.nan]), error=ImageError, what="arrays")
+    with pytest.raises(InputError, match="numeric array, got dtype <U1"):
+        check_pixels(np.array(["a"]))
+
+
+def test_predictor_and_preprocessing_share_the_validator():
+    from digitnet import preprocessing
+    from digitnet.inference import Predictor
+
+    with pytest.raises(InputError, match=r"must lie in \[0, 1\]"):
+        Predictor.to_mnist_batch(np.full((28, 28), 3.0))
+    with pytest.raises(ImageError, match=r"must lie in \[0, 1\]"):
+        preprocessing.decode(np.full((10, 10), 3.0))
+    assert Predictor.to_mnist_batch(np.zeros(784, np.uint8)).shape == (1, 28, 28)
+
+
+# -------------------------------------------------------------------------------------------- fileio
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "f.json"
+    atomic_write_json(path, {"a": 1})
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, broken)
+    assert json.loads(path.read_text()) == {"a": 1} and os.listdir(tmp_path) == ["f.json"]  # no temp left over
+
+
+def test_atomic_replace_dir_swaps_whole_folders(tmp_path):
+    target = tmp_path / "out"
+    atomic_replace_dir(target, lambda d: (d.mkdir(), (d / "a").write_text("1")))
+    atomic_replace_dir(target, lambda d: (d.mkdir(), (d / "b").write_text("2")))
+    assert sorted(p.name for p in target.iterdir()) == ["b"] and sorted(os.listdir(tmp_path)) == ["out"]
+    assert sha256_file(target / "b") == "d4735e3a265e16eee03f59718b9b5d03019c07d8b6c51f90da3a666eec13ab35"
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+
+
+class FakeModel:
+    """Stands in for a Keras model: save() writes some bytes."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def save(self, path):
+        path.write_bytes(self.payload)
+
+
+def test_checkpoint_state_write_read_and_corruption(tmp_path):
+    state = new_state(make_config("cnn", "fast"), member=1)
+    for epoch, acc in ((1, 0.9), (2, 0.95), (3, 0.94)):
+        state.record({"epoch": epoch, "loss": 0.1, "accuracy": acc, "val_loss": 0.1, "val_accuracy": acc,
+                      "seconds": 1.5})
+        save_epoch(FakeModel(f"epoch {epoch}".encode()), tmp_path, state)
+    assert state.best_epoch == 2 and state.epochs_done == 3 and state.train_seconds == 4.5
+    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-0002.keras", "epoch-0003.keras"]
+    again = read_state(tmp_path)
+    assert isinstance(again, CheckpointState) and again.to_json() == json.loads(json.dumps(state.to_json()))
+    (tmp_path / "epoch-0002.keras").write_bytes(b"tampered")
+    with pytest.raises(CheckpointError, match="epoch-0002.keras is corrupt or truncated"):
+        read_state(tmp_path)
+    write_state(tmp_path, CheckpointState(config={}, version=99))
+    with pytest.raises(CheckpointError, match="not a digitnet checkpoint state"):
+        read_state(tmp_path)
+    with pytest.raises(CheckpointError, match="missing"):
+        read_state(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def test_validation_split_is_fixed_and_disjoint():
+    from digitnet.training import split_validation
+
+    x, y = np.arange(100).reshape(100, 1), np.arange(100) % 10
+    (xt, yt), (xv, yv) = split_validation(x, y, 20)
+    assert len(xv) == 20 and len(xt) == 80 and not set(xt[:, 0]) & set(xv[:, 0])
+    (_, _), (xv2, _) = split_validation(x, y, 20)
+    np.testing.assert_array_equal(xv, xv2)  # never depends on the training seed or on a global RNG
+    with pytest.raises(ValueError, match="val_size must be between 1 and 99"):
+        split_validation(x, y, 100)
+
+
+def test_epoch_dataset_is_a_function_of_seed_and_epoch():
+    import tensorflow as tf
+
+    from digitnet.training import epoch_dataset
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    y = tf.constant(rng.integers(0, 10, 40, dtype=np.uint8))
+    cfg = make_config("cnn", "default", batch_size=16, seed=3)
+
+    def batches(cfg, epoch):
+        return [(a.numpy(), b.numpy()) for a, b in epoch_dataset(x, y, cfg, epoch)]
+
+    first, again = batches(cfg, 0), batches(cfg, 0)
+    assert len(first) == 2 and first[0][0].shape == (16, 28, 28) and first[0][1].shape == (16, 10)
+    for (a, b), (c, d) in zip(first, again):
+        np.testing.assert_array_equal(a, c)  # augmentation included
+        np.testing.assert_array_equal(b, d)
+    assert not np.array_equal(first[0][0], batches(cfg, 1)[0][0])
+    assert not np.array_equal(first[0][0], batches(make_config("cnn", "default", batch_size=16, seed=4), 0)[0][0])
+
+
+# --------------------------------------------------------------------------------------- calibration
+
+
+def test_calibrate_flags_at_most_one_percent_of_correct_answers():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 1000)
+    conf = np.where(np.arange(1000) < 900, rng.uniform(0.6, 1.0, 1000), rng.uniform(0.2, 0.5, 1000))
+    probs = np.full((1000, 10), 0.0)
+    pred = np.where(np.arange(1000) < 900, labels, (labels + 1) % 10)  # the last 100 are wrong, and unsure
+    probs[np.arange(1000), pred] = conf
+    c = calibrate(probs, labels)
+    assert c["flagged_correct"] <= 0.01 and c["flagged_errors"] == 1.0 and 0.5 <= c["min_confidence"] <= 0.61
+
+
+# ------------------------------------------------------------------------------------- server pieces
+
+
+def test_gate_queues_up_to_its_limit_then_answers_503():
+    from digitnet.server.deps import ApiError, Gate
+
+    async def scenario():
+        gate = Gate(workers=1, max_queue=1)
+        release = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def work(x):
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
+            return x * 2
+
+        running = asyncio.create_task(gate.run(work, 1, timeout=5))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(gate.run(work, 2, timeout=5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ApiError) as busy:
+            await gate.run(work, 3, timeout=5)
+        release.set()
+        return busy.value, await running, await waiting, gate.waiting
+
+    busy, a, b, waiting = asyncio.run(scenario())
+    assert (busy.status, busy.headers) == (503, {"Retry-After": "1"}) and (a, b, waiting) == (2, 4, 0)
+
+
+def test_body_limit_counts_bytes_received_without_a_length_header():
+    from digitnet.server.middleware import BodyLimit
+
+    async def app(scope, receive, send):  # reads the whole body, then answers 200
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(chunks, headers=()):
+        sent, queue = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                           for i, c in enumerate(chunks)]
+
+        async def receive():
+            return queue.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        await BodyLimit(app, max_bytes=100)({"type": "http", "headers": list(headers)}, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    assert asyncio.run(call([b"x" * 60, b"x" * 30])) == (200, b"ok")
+    status, body = asyncio.run(call([b"x" * 60, b"x" * 60]))  # chunked: no content-length to trust
+    assert status == 413 and json.loads(body) == {"error": "request body over the 100-byte limit"}
+    assert asyncio.run(call([b""], [(b"content-length", b"101")]))[0] == 413
+
+
+# -------------------------------------------------------------------------------------- the CLI's exits
+
+
+def test_cli_exit_codes_tell_bad_input_from_bugs(monkeypatch, capsys, tmp_path):
+    from digitnet import cli
+
+    assert cli.main(["predict", "--model", str(tmp_path / "nope"), "x.png"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("digitnet: error: no model at") and "Traceback" not in err
+    assert issubclass(ModelNotFoundError, FileNotFoundError) and issubclass(ModelNotFoundError, DigitnetError)
+
+    def bug(args):
+        return 1 // 0
+
+    monkeypatch.setattr(cli, "cmd_export", bug)
+    assert cli.main(["export", "--format", "onnx", "--out", str(tmp_path)]) == cli.EX_SOFTWARE == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "this is a bug in digitnet" in err
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["train", "--preset", "huge"])
+    assert usage.value.code == 2
