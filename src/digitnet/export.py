@@ -50,7 +50,7 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None,
 
     reference = predictor.predict_proba(x_test)
     run = open_file(fmt, path)
-    probs = run.run(x_test.astype(np.float32) / 255.0)[OUTPUT_NAME]
+    probs = run.run(x_test.astype(np.float32) / 255.0, (OUTPUT_NAME,))[OUTPUT_NAME]
     size = sum(f.stat().st_size for f in (path.rglob("*") if path.is_dir() else [path]) if f.is_file())
     figures = {
         "format": fmt, "path": str(path), "bytes": size, "export_seconds": round(seconds, 2),

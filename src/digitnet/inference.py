@@ -94,24 +94,23 @@ class Predictor:
             raise InputError(f"images must have shape (n, 28, 28), (n, 784) or (28, 28); got {x.shape}")
         return check_pixels(x)
 
-    def run(self, x) -> dict[str, np.ndarray]:
+    def run(self, x, names: tuple[str, ...] = ("logits", "probabilities")) -> dict[str, np.ndarray]:
         """The runtime's named outputs for MNIST-form images: ``logits`` and ``probabilities``, (n, 10)."""
         x = self.to_mnist_batch(x)
         if len(x) == 0:
-            return {"logits": np.zeros((0, NUM_CLASSES), np.float32),
-                    "probabilities": np.zeros((0, NUM_CLASSES), np.float32)}
-        return self.runner.run(x)
+            return {name: np.zeros((0, NUM_CLASSES), np.float32) for name in names}
+        return self.runner.run(x, names)
 
     def predict_proba(self, x, tta: bool = False) -> np.ndarray:
         """(n, 10) float32 class probabilities. With ``tta``, the average over the image and copies
         rotated by :data:`~digitnet.presets.TTA_ANGLES` (three times the work)."""
         x = self.to_mnist_batch(x)
         if not tta:
-            return self.run(x)["probabilities"]
+            return self.run(x, ("probabilities",))["probabilities"]
         from scipy import ndimage
 
         views = [x] + [ndimage.rotate(x, angle, axes=(2, 1), reshape=False, order=1) for angle in TTA_ANGLES]
-        return np.mean([self.run(v)["probabilities"] for v in views], axis=0, dtype=np.float32)
+        return np.mean([self.run(v, ("probabilities",))["probabilities"] for v in views], axis=0, dtype=np.float32)
 
     def warm_up(self) -> None:
         """Trace the prediction function now, so that the first real request is not the slow one."""

@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 class Runner:
     """Runs a model on float32 (n, 28, 28) images in [0, 1]; returns ``{"logits", "probabilities"}``."""
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        parts = [self._run(batch[i : i + CHUNK]) for i in range(0, len(batch), CHUNK)]
+    OUTPUTS = ("logits", "probabilities")
+
+    def run(self, batch: np.ndarray, names: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
+        """The named outputs for ``batch``; ask only for the ``names`` you need (a runtime may skip the rest)."""
+        if len(batch) <= CHUNK:  # the common case (one image, one request): no copies
+            return self._run(batch, names)
+        parts = [self._run(batch[i : i + CHUNK], names) for i in range(0, len(batch), CHUNK)]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
-    def _run(self, chunk: np.ndarray) -> dict[str, np.ndarray]:  # at most CHUNK images
+    def _run(self, chunk: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:  # at most CHUNK images
         raise NotImplementedError
 
 
@@ -44,8 +49,8 @@ class KerasRunner(Runner):
         self.tf = import_tf()
         self.fn = self.tf.function(named_outputs(model), input_signature=[input_spec()])
 
-    def _run(self, chunk):
-        return {k: v.numpy() for k, v in self.fn(self.tf.constant(chunk)).items()}
+    def _run(self, chunk, names):
+        return {k: v.numpy() for k, v in self.fn(self.tf.constant(chunk)).items() if k in names}
 
 
 class SavedModelRunner(Runner):
@@ -57,8 +62,8 @@ class SavedModelRunner(Runner):
         self.tf = import_tf()
         self.fn = self.tf.saved_model.load(str(path)).signatures["serving_default"]
 
-    def _run(self, chunk):
-        return {k: v.numpy() for k, v in self.fn(image=self.tf.constant(chunk)).items()}
+    def _run(self, chunk, names):
+        return {k: v.numpy() for k, v in self.fn(image=self.tf.constant(chunk)).items() if k in names}
 
 
 def tflite_interpreter(content: bytes):
@@ -95,7 +100,7 @@ class TFLiteRunner(Runner):
         return {"input": q(self.inp), "output": q(self.outs["probabilities"]),
                 **{name: q(d) for name, d in self.outs.items() if name != "probabilities"}}
 
-    def _run(self, chunk):
+    def _run(self, chunk, names):
         with self.lock:
             if len(chunk) != self.batch:
                 self.interp.resize_tensor_input(self.inp["index"], [len(chunk), IMAGE_SIZE, IMAGE_SIZE])
@@ -107,7 +112,8 @@ class TFLiteRunner(Runner):
             self.interp.set_tensor(self.inp["index"], chunk)
             self.interp.invoke()
             out = {}
-            for name, d in self.outs.items():
+            for name in names:
+                d = self.outs[name]
                 y = self.interp.get_tensor(d["index"])
                 if d["dtype"] == np.int8:
                     scale, zero = d["quantization"]
@@ -123,10 +129,9 @@ class OnnxRunner(Runner):
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(Path(path).read_bytes(), providers=["CPUExecutionProvider"])
-        self.names = [o.name for o in self.session.get_outputs()]
 
-    def _run(self, chunk):
-        return dict(zip(self.names, self.session.run(self.names, {"image": chunk.astype(np.float32)})))
+    def _run(self, chunk, names):
+        return dict(zip(names, self.session.run(list(names), {"image": chunk.astype(np.float32)})))
 
 
 FILE_RUNNERS = {"savedmodel": SavedModelRunner, "tflite": TFLiteRunner, "tflite-int8": TFLiteRunner,
