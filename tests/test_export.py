@@ -82,7 +82,8 @@ def test_predictor_backends_agree_with_tf(backend, mnist, tmp_path, monkeypatch)
     x = mnist[1][0][:2000]
     reference = Predictor.load(shipped_model_path(), backend="tf")
     other = Predictor.load(shipped_model_path(), backend=backend)
-    assert len(list((tmp_path / "cache" / backend).iterdir())) == 1  # converted once, cached for the next load
+    cached = sorted(p.name for p in (tmp_path / "cache" / backend).iterdir())  # converted once, for the next load
+    assert len(cached) == 2 and cached[1] == cached[0] + ".sha256"  # with its own hash, checked on every load
     again = Predictor.load(shipped_model_path(), backend=backend)
     assert again._model is None  # from the cache: no Keras model loaded at all
     np.testing.assert_array_equal(again.predict_proba(x[:50]), other.predict_proba(x[:50]))

@@ -103,7 +103,7 @@ def test_predict_cli_json_errors_and_exit_codes(test_digits, tmp_path):
                            capture_output=True)
     assert stdin.returncode == 0 and json.loads(stdin.stdout)[0]["file"] == "-"
     usage = subprocess.run([*exe, "--top-k", "zero", "x.png"], capture_output=True, text=True)
-    assert usage.returncode == 2 and "invalid int value" in usage.stderr
+    assert usage.returncode == 2 and "'zero' is not a whole number" in usage.stderr
     missing = subprocess.run([*exe, str(tmp_path / "nope.png")], capture_output=True, text=True)
     assert missing.returncode == 1 and "no such file" in missing.stdout
 

@@ -3,6 +3,8 @@
 import asyncio
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -163,17 +165,45 @@ def test_gate_queues_up_to_its_limit_then_answers_503():
             asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
             return x * 2
 
-        running = asyncio.create_task(gate.run(work, 1, timeout=5))
+        running = asyncio.create_task(gate.run(work, 1, deadline=time.monotonic() + 5))
         await asyncio.sleep(0.05)
-        waiting = asyncio.create_task(gate.run(work, 2, timeout=5))
+        waiting = asyncio.create_task(gate.run(work, 2, deadline=time.monotonic() + 5))
         await asyncio.sleep(0.05)
         with pytest.raises(ApiError) as busy:
-            await gate.run(work, 3, timeout=5)
+            await gate.run(work, 3, deadline=time.monotonic() + 5)
         release.set()
         return busy.value, await running, await waiting, gate.waiting
 
     busy, a, b, waiting = asyncio.run(scenario())
     assert (busy.status, busy.headers) == (503, {"Retry-After": "1"}) and (a, b, waiting) == (2, 4, 0)
+
+
+def test_a_timed_out_prediction_keeps_its_slot_until_its_thread_stops():
+    from digitnet.server.deps import ApiError, Gate
+
+    stop, running, peak = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def work():
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        stop.wait(0.6)  # "cooperative": the real work checks its deadline between stages
+        with lock:
+            running[0] -= 1
+
+    async def scenario():
+        gate = Gate(workers=1, max_queue=8)
+        t0 = time.monotonic()
+        with pytest.raises(ApiError) as first:
+            await gate.run(work, deadline=t0 + 0.2)
+        answered = time.monotonic() - t0
+        second = await gate.run(lambda: running[0], deadline=time.monotonic() + 5)  # waits for the slot
+        return first.value.status, answered, second, time.monotonic() - t0
+
+    status, answered, running_when_second_ran, total = asyncio.run(scenario())
+    assert status == 504 and answered < 0.4  # the client hears at the deadline...
+    assert running_when_second_ran == 0 and peak[0] == 1 and total >= 0.6  # ...but the slot waits for the thread
 
 
 def test_body_limit_counts_bytes_received_without_a_length_header():
@@ -195,7 +225,7 @@ def test_body_limit_counts_bytes_received_without_a_length_header():
         async def send(message):
             sent.append(message)
 
-        await BodyLimit(app, max_bytes=100)({"type": "http", "headers": list(headers)}, receive, send)
+        await BodyLimit(app, max_bytes=100, timeout_s=5)({"type": "http", "headers": list(headers)}, receive, send)
         return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
     assert asyncio.run(call([b"x" * 60, b"x" * 30])) == (200, b"ok")

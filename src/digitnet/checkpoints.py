@@ -41,8 +41,26 @@ class CheckpointState:
 
     @classmethod
     def from_json(cls, d: dict) -> CheckpointState:
+        """Rebuild a state from JSON, checking every field's type: ``ValueError`` names the first bad one."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        missing = sorted(n for n in ("config", "epochs_done", "files", "history", "finished") if n not in d)
+        if missing:
+            raise ValueError(f"missing field {missing[0]!r}")
+        state = cls(**{k: v for k, v in d.items() if k in names})
+        for name, kinds in _STATE_TYPES.items():
+            value = getattr(state, name)
+            if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+                raise ValueError(f"field {name!r} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in state.files.items()):
+            raise ValueError(f"field 'files' must map file names to sha256 strings, got {state.files!r}")
+        if any(not isinstance(row, dict) for row in state.history):
+            raise ValueError("field 'history' must be a list of objects")
+        for name in ("last_file", "best_file"):
+            if getattr(state, name) is not None and getattr(state, name) not in state.files:
+                raise ValueError(f"field {name!r} names {getattr(state, name)!r}, which 'files' does not pin")
+        if state.epochs_done and (state.last_file is None or state.best_file is None):
+            raise ValueError("field 'last_file' or 'best_file' is missing after a finished epoch")
+        return state
 
     def record(self, row: dict) -> None:
         """Add one finished epoch; ">=": on a tie the later epoch wins, having seen more of the schedule."""
@@ -51,6 +69,11 @@ class CheckpointState:
         self.epochs_done = row["epoch"]
         if self.best_epoch is None or row["val_accuracy"] >= self.history[self.best_epoch - 1]["val_accuracy"]:
             self.best_epoch = row["epoch"]
+
+
+_STATE_TYPES = {"config": (dict,), "member": (int,), "epochs_done": (int,), "history": (list,),
+                "best_epoch": (int, type(None)), "train_seconds": (int, float), "finished": (bool,),
+                "files": (dict,), "last_file": (str, type(None)), "best_file": (str, type(None)), "version": (int,)}
 
 
 def new_state(cfg: TrainConfig, member: int) -> CheckpointState:
@@ -70,7 +93,7 @@ def read_state(ckpt_dir: str | os.PathLike) -> CheckpointState:
         raise CheckpointError(f"{state_path} is not a digitnet checkpoint state (version {STATE_VERSION})")
     try:
         state = CheckpointState.from_json(raw)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{state_path} is corrupt: {e}") from e
     for name, digest in state.files.items():
         path = state_path.parent / name

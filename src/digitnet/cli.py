@@ -38,18 +38,72 @@ def _add_model_arg(p: argparse.ArgumentParser) -> None:
                                                   "model, else the weights shipped with digitnet)")
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files as given, folders recursively (image files only, sorted), and "-" for stdin."""
+def expand_inputs(inputs: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Files as given, folders recursively (image files only, sorted), and "-" for stdin; plus the
+    folders that could not be read, each with the reason (reported, never skipped silently)."""
+    import os
+
     from .preprocessing import IMAGE_SUFFIXES
 
-    out = []
+    out, unreadable = [], {}
     for item in inputs:
-        p = Path(item)
-        if item != "-" and p.is_dir():
-            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
+        if item == "-" or not Path(item).is_dir():
             out.append(item)
-    return out
+            continue
+
+        def failed(e: OSError, top: str = item) -> None:
+            unreadable[str(e.filename or top)] = f"cannot read this folder ({e.strerror or e})"
+
+        found = []
+        for root, dirs, files in os.walk(item, onerror=failed):
+            dirs.sort()
+            found += [os.path.join(root, f) for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        out += sorted(found)
+    return out, unreadable
+
+
+# argparse types: a bad value is a usage error (exit 2) with argparse's message, before any work starts.
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _int_between(low: int, high: int):
+    def parse(text: str) -> int:
+        value = _int_at_least(low)(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float | None = None, *, low_open: bool = False):
+    """A finite float in [low, high] (or above ``low`` with ``low_open``)."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            wanted = f"in [{low:g}, {high:g}]" if high is not None else f"{'>' if low_open else '>='} {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {wanted}, got {text}")
+        return value
+
+    return parse
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -138,22 +192,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .errors import ImageError
     from .inference import Predictor
+    from .preprocessing import MAX_BYTES
     from .results import Reading
 
     predictor = Predictor.load(args.model, backend=args.backend)
-    inputs = expand_inputs(args.images)
-    if not inputs:
+    inputs, unreadable = expand_inputs(args.images)
+    if not inputs and not unreadable:
         print("digitnet: error: no image files found", file=sys.stderr)
         return 1
-    results, failed = [], False
+    results, failed = [], bool(unreadable)
+    for folder, why in unreadable.items():
+        results.append(Reading.failed(folder, why).to_dict())
+        if not args.json:
+            print(f"{folder}: {_describe(results[-1])}", flush=True)
     for item in inputs:
         try:
-            source = sys.stdin.buffer.read() if item == "-" else item
+            # stdin: at most the cap plus one byte, so that an endless stream is refused, not read.
+            source = sys.stdin.buffer.read(MAX_BYTES + 1) if item == "-" else item
             r = predictor.predict_image(source, single=args.single, top_k=args.top_k,
                                         min_confidence=args.min_confidence, file=item).to_dict()
-        except (ImageError, OSError) as e:  # this file only: the others are still read
+        except (DigitnetError, OSError) as e:  # this file only: the others are still read
             r, failed = Reading.failed(item, str(e)).to_dict(), True
         results.append(r)
         if not args.json:
@@ -182,29 +241,30 @@ def _describe(r: dict) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import ipaddress
     import os
 
+    from .server.serving import default_allowed_hosts, is_loopback
+
     token = args.token or os.environ.get("DIGITNET_TOKEN") or None
-    try:
-        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and token is None:
+    if not is_loopback(args.host) and token is None:
         print(f"digitnet: warning: serving on {args.host} without a token: anyone who can reach this address "
               "can use the API (set --token or DIGITNET_TOKEN)", file=sys.stderr)
-    import uvicorn
-
+    hosts = args.allowed_hosts.split(",") if args.allowed_hosts else default_allowed_hosts(args.host)
+    if hosts == ["*"]:
+        print(f"digitnet: warning: serving on {args.host} without checking the Host header (set --allowed-hosts "
+              "to the names clients use, against DNS rebinding)", file=sys.stderr)
     from .inference import Predictor
     from .presets import Limits
     from .server import create_app
+    from .server.serving import serve
 
     predictor = Predictor.load(args.model, backend=args.backend)  # once, before the first request
     predictor.warm_up()
-    app = create_app(predictor, token=token, cors_origin=args.cors_origin, limits=Limits(workers=args.workers))
+    app = create_app(predictor, token=token, cors_origin=args.cors_origin, limits=Limits(workers=args.workers),
+                     allowed_hosts=hosts)
     print(f"digitnet: serving {predictor.path} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5)
+    serve(app, args.host, args.port, Limits().request_timeout_s)
     return 0
 
 
@@ -250,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     tut = sub.add_parser("tutorial", help="run the original tutorial's session: train the MLP, print "
                                           "the cost per epoch and the accuracy")
     _add_data_args(tut)
-    tut.add_argument("--epochs", type=int, default=t["epochs"], help=f"(default: {t['epochs']})")
-    tut.add_argument("--learning-rate", type=float, default=t["learning_rate"], help=f"(default: {t['learning_rate']})")
-    tut.add_argument("--batch-size", type=int, default=t["batch_size"], help=f"(default: {t['batch_size']})")
+    tut.add_argument("--epochs", type=_int_at_least(0), default=t["epochs"], help=f"(default: {t['epochs']})")
+    tut.add_argument("--learning-rate", type=_float_in(0, low_open=True), default=t["learning_rate"],
+                     help=f"(default: {t['learning_rate']})")
+    tut.add_argument("--batch-size", type=_int_at_least(1), default=t["batch_size"],
+                     help=f"(default: {t['batch_size']})")
     tut.add_argument("--seed", type=int, default=t["seed"], help=f"initializer seed (default: {t['seed']})")
     tut.add_argument("--literal", action="store_true",
                      help="the tutorial's literal recipe: raw pixels, sigmoid output, squared error "
@@ -265,17 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"(default: {presets.DEFAULT_ARCH})")
     tr.add_argument("--preset", choices=presets.PRESET_NAMES, default=presets.DEFAULT_PRESET,
                     help=f"what each sets is listed below (default: {presets.DEFAULT_PRESET})")
-    tr.add_argument("--epochs", type=int, help=f"(default: {d('epochs')})")
-    tr.add_argument("--batch-size", type=int, help=f"(default: {d('batch_size')})")
-    tr.add_argument("--lr", type=float, help=f"peak learning rate of the one-cycle schedule (default: {d('lr')})")
+    tr.add_argument("--epochs", type=_int_at_least(1), help=f"(default: {d('epochs')})")
+    tr.add_argument("--batch-size", type=_int_at_least(1), help=f"(default: {d('batch_size')})")
+    tr.add_argument("--lr", type=_float_in(0, low_open=True),
+                    help=f"peak learning rate of the one-cycle schedule (default: {d('lr')})")
     tr.add_argument("--seed", type=int, help=f"(default: {d('seed')})")
-    tr.add_argument("--ensemble", type=int, metavar="N", help=f"average N models (default: {d('ensemble')})")
+    tr.add_argument("--ensemble", type=_int_at_least(1), metavar="N",
+                    help=f"average N models (default: {d('ensemble')})")
     tr.add_argument("--dataset", default=presets.TrainConfig.dataset,
                     help=f"mnist, fashion-mnist, or a folder of the four IDX files or of class subfolders 0/ ... 9/ "
                          f"(default: {presets.TrainConfig.dataset})")
     _add_data_args(tr)
     tr.add_argument("--out", metavar="DIR", help="model directory (default: $DIGITNET_HOME/models/default)")
-    tr.add_argument("--time-budget", type=float, metavar="SECONDS",
+    tr.add_argument("--time-budget", type=_float_in(0, low_open=True), metavar="SECONDS",
                     help=f"stop when the run has used this long, keeping the best model (default: "
                          f"{d('time_budget')})")
     tr.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: same seed, same weights")
@@ -303,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (recursive), or - for stdin")
     _add_model_arg(pr)
     pr.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
-    pr.add_argument("--top-k", type=int, metavar="K", help="also give the K most likely digits (1-10)")
-    pr.add_argument("--min-confidence", type=float, metavar="P",
+    pr.add_argument("--top-k", type=_int_between(1, presets.NUM_CLASSES), metavar="K",
+                    help="also give the K most likely digits (1-10)")
+    pr.add_argument("--min-confidence", type=_float_in(0.0, 1.0), metavar="P",
                     help="flag predictions under this probability (default: calibrated with the model, else "
                          f"{presets.DEFAULT_MIN_CONFIDENCE})")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
@@ -316,11 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arg(sv)
     sv.add_argument("--host", default=presets.SERVE_HOST,
                     help=f"address to bind (default: {presets.SERVE_HOST}, loopback only)")
-    sv.add_argument("--port", type=int, default=presets.SERVE_PORT, help=f"(default: {presets.SERVE_PORT})")
-    sv.add_argument("--workers", type=int, default=limits.workers,
+    sv.add_argument("--port", type=_int_between(1, 65535), default=presets.SERVE_PORT,
+                    help=f"(default: {presets.SERVE_PORT})")
+    sv.add_argument("--workers", type=_int_between(1, 64), default=limits.workers,
                     help=f"predictions running at once (default: {limits.workers})")
     sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $DIGITNET_TOKEN)")
     sv.add_argument("--cors-origin", metavar="ORIGIN", help="allow this origin to call the API (default: none)")
+    sv.add_argument("--allowed-hosts", metavar="H1,H2",
+                    help="Host header values to accept, against DNS rebinding; * accepts any (default: the loopback "
+                         "names when serving on loopback, else the --host address)"),
     _add_backend_arg(sv)
     sv.set_defaults(func=cmd_serve)
 

@@ -28,6 +28,18 @@ class ImageTooLargeError(ImageError):
     """The image exceeds the byte or pixel cap."""
 
 
+class DeadlineExceeded(DigitnetError, TimeoutError):
+    """Work given a deadline (a server request) ran past it and stopped between two stages."""
+
+
+class ModelOutputError(DigitnetError, RuntimeError):
+    """The model returned non-finite numbers: its file or its cached conversion is damaged."""
+
+
+class TrainingError(DigitnetError, RuntimeError):
+    """Training cannot go on: the loss became NaN or infinite."""
+
+
 class DataError(DigitnetError, ValueError):
     """A data file is malformed: a bad IDX header, a broken .npz, an unreadable image folder."""
 

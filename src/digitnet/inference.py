@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import check_pixels
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, ModelOutputError
 from .models.saving import load_model, resolve_model_path, shipped_model_path
 from .presets import BACKENDS, DEFAULT_BACKEND, DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES, PIXELS, TTA_ANGLES
 from .results import DigitPrediction, Reading
@@ -78,7 +78,8 @@ class Predictor:
                 info = json.loads(metrics.read_text())
             except json.JSONDecodeError:
                 log.warning("ignoring unreadable %s", metrics)
-        # A cached conversion runs without Keras; otherwise load (and so check) the model file now.
+        # A cached conversion runs without Keras (if it turns out damaged, the model loads then, to convert
+        # again); otherwise load, and so check, the model file now.
         model = None if backend != "tf" and cache_path(file, backend).is_file() else load_model(file)
         return cls(model, info, file, backend)
 
@@ -99,7 +100,11 @@ class Predictor:
         x = self.to_mnist_batch(x)
         if len(x) == 0:
             return {name: np.zeros((0, NUM_CLASSES), np.float32) for name in names}
-        return self.runner.run(x, names)
+        out = self.runner.run(x, names)
+        if not all(np.isfinite(v).all() for v in out.values()):  # never pass NaN on as an answer
+            raise ModelOutputError(f"the model returned non-finite numbers ({self.backend} backend, "
+                                   f"{self.path or 'in-memory model'}): its file or cached conversion is damaged")
+        return out
 
     def predict_proba(self, x, tta: bool = False) -> np.ndarray:
         """(n, 10) float32 class probabilities. With ``tta``, the average over the image and copies
@@ -127,23 +132,26 @@ class Predictor:
 
     def predict_image(self, image, *, single: bool = False, top_k: int | None = None,
                       min_confidence: float | None = None, file: str | None = None,
-                      with_normalized: bool = False, max_pixels: int | None = None) -> Reading:
+                      with_normalized: bool = False, max_pixels: int | None = None,
+                      deadline: float | None = None) -> Reading:
         """Read the digits in a real image: a path, bytes, a file object, a PIL image or an array.
 
         "No digit" is an answer (``digits`` is None and ``reason`` says why). Bad input raises
-        :class:`~digitnet.errors.ImageError`.
+        :class:`~digitnet.errors.ImageError`. With a ``deadline`` (a ``time.monotonic()`` value) the work
+        stops between stages once it has passed, raising :class:`~digitnet.errors.DeadlineExceeded`.
         """
-        from .preprocessing import segment
+        from .preprocessing import check_deadline, segment
 
         if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
             raise InputError(f"top_k must be between 1 and 10, got {top_k}")
         threshold = self.min_confidence if min_confidence is None else float(min_confidence)
         if not 0.0 <= threshold <= 1.0:
             raise InputError(f"min_confidence must lie in [0, 1], got {threshold}")
-        seg = segment(image, single=single, max_pixels=max_pixels)
+        seg = segment(image, single=single, max_pixels=max_pixels, deadline=deadline)
         result = Reading(file=file, reason=seg.reason)
         if not seg.digits:
             return result
+        check_deadline(deadline)
         batch = np.stack([d.image for d in seg.digits])  # (n, 28, 28) uint8
         lines: dict[int, str] = {}
         for d, p in zip(seg.digits, self.predict_proba(batch)):

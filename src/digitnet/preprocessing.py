@@ -17,7 +17,10 @@ anti-aliased, and "centered in a 28x28 image by computing the center of mass of 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from .arrays import check_pixels
-from .errors import ImageError, ImageTooLargeError
+from .errors import DeadlineExceeded, ImageError, ImageTooLargeError
 from .presets import IMAGE_SIZE
 
 MAX_PIXELS = 40_000_000  # decoded size cap: a decompression bomb is refused before it is decoded
@@ -34,10 +37,13 @@ MAX_BYTES = 50 * 1024 * 1024
 WORK_PIXELS = 90_000  # analysis resolution: enough for 12 digits in a row, cheap for a photo
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this much (of full scale) to count
 MNIST_STROKE = 3.5  # median MNIST stroke width in the 20x20 box, as _match_stroke measures it
+MAX_MARKS = 64  # marks (digits, or pieces of them) per image: bounds the work a tiny crafted image can ask for
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # what folders are read for
 
-__all__ = ["IMAGE_SUFFIXES", "Digit", "ImageError", "ImageTooLargeError", "Segmentation", "decode", "ink_map",
-           "segment", "to_mnist", "working"]
+log = logging.getLogger(__name__)
+
+__all__ = ["IMAGE_SUFFIXES", "MAX_MARKS", "Digit", "ImageError", "ImageTooLargeError", "Segmentation", "decode",
+           "ink_map", "segment", "to_mnist", "working"]
 
 
 @dataclass
@@ -83,12 +89,7 @@ def _open(source, max_pixels: int | None = None):
     if isinstance(source, Image.Image):
         return _from_pil(source, cap)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path}: no such file")
-        if path.stat().st_size > MAX_BYTES:
-            raise ImageTooLargeError(f"{path}: file is larger than {MAX_BYTES // 2**20} MB")
-        data = path.read_bytes()
+        data = _read_file(Path(source))
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
@@ -105,15 +106,36 @@ def _open(source, max_pixels: int | None = None):
             raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {cap:,}")
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         im.load()
+        return _from_pil(im, cap)
     except ImageError:
         raise
     except UnidentifiedImageError as e:
         raise ImageError("not a readable image (unknown or unsupported format)") from e
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"image is too large ({e})") from e
-    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
-        raise ImageError(f"corrupt image data ({e})") from e
-    return _from_pil(im, cap)
+    except MemoryError as e:
+        raise ImageTooLargeError("image needs more memory to decode than is available") from e
+    except Exception as e:  # a decoder fails in many ways on corrupt data: all mean "this file is unusable"
+        raise ImageError(f"corrupt image data ({type(e).__name__}: {e})") from e
+
+
+def _read_file(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_BYTES; anything else is refused, saying what it is."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:  # a symlink loop, a name too long, no permission...
+        raise ImageError(f"{path}: cannot read it ({e.strerror or e})") from None
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    for test, kind in kinds.items():
+        if test(st.st_mode):
+            raise ImageError(f"{path}: is {kind}, not an image file")
+    if st.st_size > MAX_BYTES:
+        raise ImageTooLargeError(f"{path}: file is larger than {MAX_BYTES // 2**20} MB")
+    with open(path, "rb") as f:
+        return f.read(MAX_BYTES + 1)  # a file that grows while we read it is still capped
 
 
 def _from_pil(im: Image.Image, cap: int) -> Image.Image:
@@ -121,8 +143,7 @@ def _from_pil(im: Image.Image, cap: int) -> Image.Image:
         raise ImageTooLargeError(f"image is {im.width}x{im.height} pixels; the limit is {cap:,}")
     if im.width == 0 or im.height == 0:
         raise ImageError("image has no pixels")
-    if im.getexif().get(0x0112, 1) != 1:  # only rotate when EXIF says so: the transpose copies the image
-        im = ImageOps.exif_transpose(im)
+    im = _upright(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float32)
         top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
@@ -135,6 +156,16 @@ def _from_pil(im: Image.Image, cap: int) -> Image.Image:
     if im.mode in ("L", "RGB"):
         return im
     return im.convert("L") if im.mode == "1" else im.convert("RGB")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Rotate per the EXIF orientation; a malformed EXIF block is ignored (the image is read as stored)."""
+    try:
+        if im.getexif().get(0x0112, 1) != 1:  # only rotate when EXIF says so: the transpose copies the image
+            return ImageOps.exif_transpose(im)
+    except Exception as e:  # e.g. an eXIf chunk or APP1 segment that is not TIFF data
+        log.warning("ignoring a malformed EXIF block (%s: %s); reading the image as stored", type(e).__name__, e)
+    return im
 
 
 def _from_array(a: np.ndarray, cap: int) -> np.ndarray:
@@ -259,10 +290,24 @@ class _Blob:
                      self.labels + o.labels, self.mass + o.mass)
 
 
-def segment(source, single: bool = False, max_pixels: int | None = None) -> Segmentation:
-    """Find the digits in an image and normalize each to MNIST form (see the module docstring)."""
+def check_deadline(deadline: float | None) -> None:
+    """Raise :class:`DeadlineExceeded` once ``time.monotonic()`` has passed ``deadline``."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded("the image took longer than its deadline to read")
+
+
+def segment(source, single: bool = False, max_pixels: int | None = None,
+            deadline: float | None = None) -> Segmentation:
+    """Find the digits in an image and normalize each to MNIST form (see the module docstring).
+
+    Work is bounded by the working resolution and :data:`MAX_MARKS`; an image with more marks answers
+    "too many marks". With a ``deadline`` (a ``time.monotonic()`` value) the work stops between stages
+    once it has passed, raising :class:`DeadlineExceeded`.
+    """
     pixels, scale, (src_w, src_h) = working(source, max_pixels)
+    check_deadline(deadline)
     ink, polarity = ink_map(pixels)
+    check_deadline(deadline)
     seg = Segmentation(polarity=polarity, size=(src_w, src_h))
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
@@ -278,27 +323,36 @@ def segment(source, single: bool = False, max_pixels: int | None = None) -> Segm
     boxes = ndimage.find_objects(labels)
     # Drop specks (under 4% of the biggest component's ink) before building anything for them.
     keep = np.flatnonzero(masses >= 0.04 * masses.max())
-    blobs = [_Blob(s[1].start, s[0].start, s[1].stop, s[0].stop, [int(i) + 1], float(masses[i]))
-             for i, s in ((i, boxes[i]) for i in keep)]
-    blobs = [b for b in blobs if b.w * b.h >= 4]
     if mask.mean() > 0.5:
         seg.reason = "image is mostly ink"
         return seg
+    if len(keep) > MAX_MARKS:  # before any per-mark work: a crafted dot grid stops here
+        seg.reason = "too many marks"
+        return seg
+    check_deadline(deadline)
+    blobs = [_Blob(s[1].start, s[0].start, s[1].stop, s[0].stop, [int(i) + 1], float(masses[i]))
+             for i, s in ((i, boxes[i]) for i in keep)]
+    blobs = [b for b in blobs if b.w * b.h >= 4]
     groups = [blobs] if single else _lines(blobs)
 
     def profile(b: _Blob) -> np.ndarray:  # ink per column of a blob: where touching digits meet
         return np.where(np.isin(labels[b.y0:b.y1, b.x0:b.x1], b.labels), ink[b.y0:b.y1, b.x0:b.x1], 0).sum(0)
 
-    for line_no, line in enumerate(groups):
-        for blob in (_merge_all(line) if single else _digits_in_line(line, profile)):
-            region = (slice(blob.y0, blob.y1), slice(blob.x0, blob.x1))
-            # The blob's own pixels, grown by one so the soft, anti-aliased edges of its strokes stay.
-            own = ndimage.binary_dilation(np.isin(labels[region], blob.labels), structure=np.ones((3, 3)))
-            digit_ink = np.where(own, ink[region], 0.0)
-            digit_ink = np.clip((digit_ink - 0.5 * threshold) / max(peak - 0.5 * threshold, 1e-6), 0, 1)
-            box = (int(blob.x0 / scale), int(blob.y0 / scale),
-                   max(1, int(round(blob.w / scale))), max(1, int(round(blob.h / scale))))
-            seg.digits.append(Digit(to_mnist(digit_ink), box, line_no))
+    found = [(line_no, blob) for line_no, line in enumerate(groups)
+             for blob in (_merge_all(line) if single else _digits_in_line(line, profile))]
+    if len(found) > MAX_MARKS:  # a long rule split into many "touching digits", for one
+        seg.reason = "too many marks"
+        return seg
+    for line_no, blob in found:
+        check_deadline(deadline)
+        region = (slice(blob.y0, blob.y1), slice(blob.x0, blob.x1))
+        # The blob's own pixels, grown by one so the soft, anti-aliased edges of its strokes stay.
+        own = ndimage.binary_dilation(np.isin(labels[region], blob.labels), structure=np.ones((3, 3)))
+        digit_ink = np.where(own, ink[region], 0.0)
+        digit_ink = np.clip((digit_ink - 0.5 * threshold) / max(peak - 0.5 * threshold, 1e-6), 0, 1)
+        box = (int(blob.x0 / scale), int(blob.y0 / scale),
+               max(1, int(round(blob.w / scale))), max(1, int(round(blob.h / scale))))
+        seg.digits.append(Digit(to_mnist(digit_ink), box, line_no))
     if not seg.digits:
         seg.reason = "no digit-like marks"
     return seg

@@ -57,7 +57,9 @@ class Limits:
     max_batch: int = 64  # files per batch request
     workers: int = 2  # predictions running at once
     max_queue: int = 128  # requests waiting for a worker before 503
-    timeout_s: float = 30.0  # per request, waiting included
+    timeout_s: float = 30.0  # per request, waiting included: a batch shares one deadline
+    max_response_bytes: int = 4 * 1024 * 1024  # a batch answer stops adding results past this
+    request_timeout_s: float = 20.0  # a connection must send a whole request (headers and body) within this
 
 
 SERVE_HOST = "127.0.0.1"  # loopback only unless the user says otherwise
@@ -121,22 +123,58 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> TrainConfig:
+        """Rebuild (and validate) a config saved with :meth:`to_json`; :class:`ConfigError` names what is wrong."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training config must be a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown training options {unknown}")
         d = dict(d)
-        d["augment"] = Augment(**d.get("augment", {}))
+        augment = d.get("augment", {})
+        if not isinstance(augment, dict) or set(augment) - {f.name for f in dataclasses.fields(Augment)}:
+            raise ConfigError(f"augment must be an object of {[f.name for f in dataclasses.fields(Augment)]}, "
+                              f"got {augment!r}")
+        d["augment"] = Augment(**augment)
+        if not isinstance(d.get("hidden", []), list | tuple):
+            raise ConfigError(f"hidden must be a list of layer widths, got {d['hidden']!r}")
         d["hidden"] = tuple(d.get("hidden", (800, 800)))
-        return cls(**d)
+        return cls(**d).validate()
 
     def validate(self) -> TrainConfig:
-        """Raise :class:`ConfigError` for values no run can use; return self."""
+        """Raise :class:`ConfigError` for values of the wrong type or that no run can use; return self."""
+        import math
+
+        for f in dataclasses.fields(self):
+            value, kinds = getattr(self, f.name), _FIELD_TYPES[f.name]
+            if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+                raise ConfigError(f"{f.name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be finite, got {value!r}")
+        if not all(isinstance(h, int) and h >= 1 for h in self.hidden):
+            raise ConfigError(f"hidden must be positive layer widths, got {self.hidden!r}")
+        if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or not 0 <= self.warmup <= 1 or not 0 <= self.dropout < 1:
+            raise ConfigError(f"need lr > 0, label_smoothing and dropout in [0, 1), warmup in [0, 1]; got "
+                              f"lr={self.lr}, label_smoothing={self.label_smoothing}, dropout={self.dropout}, "
+                              f"warmup={self.warmup}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"time_budget must be positive seconds, got {self.time_budget}")
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.ensemble < 1:
+        if self.epochs < 1 or self.batch_size < 1 or self.ensemble < 1 or self.width < 1 or self.val_size < 1:
             raise ConfigError(f"epochs, batch_size and ensemble must be at least 1, got {self.epochs}, "
                               f"{self.batch_size} and {self.ensemble}")
         if self.distribute not in (None, "none", *DISTRIBUTIONS):
             raise ConfigError(f"unknown distribution {self.distribute!r}; choose 'mirrored' or none")
         return self
 
+
+_NUM = (int, float)
+_FIELD_TYPES = {  # what TrainConfig.validate accepts per field (run.json is read back through it)
+    "arch": (str,), "dataset": (str,), "epochs": (int,), "batch_size": (int,), "lr": _NUM, "warmup": _NUM,
+    "label_smoothing": _NUM, "seed": (int,), "width": (int,), "hidden": (tuple,), "dropout": _NUM,
+    "augment": (Augment,), "val_size": (int,), "ensemble": (int,), "time_budget": (*_NUM, type(None)),
+    "deterministic": (bool,), "dry_run": (bool,), "distribute": (str, type(None)),
+}
 
 # Presets per architecture: only what differs from TrainConfig's defaults.
 PRESETS: dict[str, dict[str, dict]] = {

@@ -7,6 +7,7 @@ Runtime, and a loaded SavedModel (used to verify exports). Every runner takes fl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import config
 from .errors import ConfigError
-from .fileio import sha256_file
+from .fileio import atomic_write_text, sha256_file
 from .presets import BACKENDS, CHUNK, IMAGE_SIZE
 
 log = logging.getLogger(__name__)
@@ -149,10 +150,32 @@ def cache_path(file: Path, backend: str) -> Path:
     return config.home() / "cache" / backend / f"{sha256_file(file)[:16]}{CACHE_SUFFIX[backend]}"
 
 
+def _digest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")  # the cached file's own hash, written after it
+
+
+def _open_cached(backend: str, target: Path) -> Runner | None:
+    """The cached conversion if it is intact and loads; else None (and it is removed, with a warning)."""
+    if not target.is_file():
+        return None
+    try:
+        digest = _digest_path(target)
+        if not digest.is_file() or digest.read_text().strip() != sha256_file(target):
+            raise ValueError("sha256 mismatch or no recorded sha256")
+        return open_file(backend, target)
+    except Exception as e:  # a flipped byte, a truncated file, a runtime that refuses it
+        log.warning("the cached %s model %s is damaged (%s); converting it again", backend, target, e)
+        for path in (target, _digest_path(target)):
+            with contextlib.suppress(OSError):  # a read-only cache: the next step converts without it
+                path.unlink(missing_ok=True)
+        return None
+
+
 def open_runner(backend: str, model_loader, file: Path | None = None) -> Runner:
     """A runner for ``backend``. ``model_loader()`` returns the Keras model; it is called only when a
     conversion is needed or the backend is "tf". A converted model is cached by ``file``'s sha256 in
-    ``$DIGITNET_HOME/cache`` (an in-memory model, ``file=None``, is converted for this process only)."""
+    ``$DIGITNET_HOME/cache``, with its own sha256 beside it, checked on every load (an in-memory model,
+    ``file=None``, or a home that cannot be written, is converted for this process only)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "tf":
@@ -162,14 +185,16 @@ def open_runner(backend: str, model_loader, file: Path | None = None) -> Runner:
     convert = CONVERTERS[backend]
     if file is not None:
         target = cache_path(file, backend)
-        if target.is_file():
-            return open_file(backend, target)
+        runner = _open_cached(backend, target)
+        if runner is not None:
+            return runner
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # same filesystem: atomic rename
                 os.replace(convert(model_loader(), Path(tmp)), target)
+            atomic_write_text(_digest_path(target), sha256_file(target) + "\n")
             return open_file(backend, target)
-        except PermissionError as e:  # a read-only home: convert for this process only
+        except OSError as e:  # a read-only or full home (EACCES, EROFS, ENOSPC): convert for this process only
             log.warning("cannot cache the %s model in %s (%s); converting without a cache", backend,
                         target.parent, e)
     with tempfile.TemporaryDirectory(prefix="digitnet-") as tmp:  # runners read the file into memory

@@ -21,7 +21,7 @@ import numpy as np
 from ._tf import import_tf
 from .augment import augment_batch
 from .checkpoints import load_checkpoint, new_state, read_state, save_epoch, save_model, write_state
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, ModelOutputError, TrainingError
 from .evaluation import calibrate, evaluate, nll
 from .fileio import atomic_write_json
 from .inference import Predictor
@@ -91,9 +91,10 @@ class TimeBudget(keras.callbacks.Callback):
 class Progress(keras.callbacks.Callback):
     """A per-epoch progress bar (loss, accuracy, ETA) on a TTY; plain lines otherwise."""
 
-    def __init__(self, epochs: int, steps: int, stream=sys.stderr):
+    def __init__(self, epochs: int, steps: int, stream=None):
         super().__init__()
-        self.epochs, self.steps, self.stream = epochs, steps, stream
+        # sys.stderr as it is now, not as it was at import time (a test runner swaps it per test).
+        self.epochs, self.steps, self.stream = epochs, steps, stream or sys.stderr
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.epoch = 0
 
@@ -209,8 +210,15 @@ def train_member(
         ds = epoch_dataset(x_t, y_t, cfg, epoch).take(steps)
         t0 = time.perf_counter()
         hist = model.fit(ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
-                         callbacks=[progress, budget])
-        probs = predictor.predict_proba(x_va)
+                         callbacks=[progress, budget, keras.callbacks.TerminateOnNaN()])
+        try:
+            if not np.isfinite(hist.history["loss"][-1]):
+                raise ModelOutputError(f"loss {hist.history['loss'][-1]}")
+            probs = predictor.predict_proba(x_va)  # NaN weights show here even when the last loss was finite
+        except ModelOutputError as e:  # never checkpoint, nor ship, a diverged model
+            raise TrainingError(f"training diverged in epoch {epoch + 1} (lr {cfg.lr:g}): the model's numbers "
+                                f"became NaN or infinite; try a lower --lr. Checkpoints so far stay in {ckpt_dir}"
+                                ) from e
         row = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
                "accuracy": float(hist.history["accuracy"][-1]), "val_loss": nll(probs, y_va),
                "val_accuracy": float((probs.argmax(1) == y_va).mean()),
@@ -263,7 +271,7 @@ def load_run_config(out_dir: str | os.PathLike) -> TrainConfig:
         raise CheckpointError(f"{out_dir} holds no run to resume ({path} is missing)")
     try:
         return TrainConfig.from_json(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # bad JSON, or a ConfigError naming the field
         raise CheckpointError(f"{path} is corrupt: {e}") from e
 
 
@@ -296,9 +304,20 @@ def train(
 
     spent = 0.0
     if resume:
-        for member_dir in sorted((out / "checkpoint").glob("member-*")):
-            if (member_dir / "state.json").exists():
-                spent += read_state(member_dir).train_seconds
+        states = {m: read_state(out / "checkpoint" / f"member-{m}") for m in range(cfg.ensemble)
+                  if (out / "checkpoint" / f"member-{m}" / "state.json").exists()}
+        # Members train in order, so member m may lack a checkpoint only if no later one has one and
+        # member m-1 finished. Anything else, or a finished run with none left, means checkpoints were
+        # deleted: retraining from scratch would silently overwrite model.keras.
+        for m in range(cfg.ensemble):
+            gap = m not in states and (any(k > m for k in states) or (m > 0 and not states[m - 1].finished))
+            if gap or (not states and (out / "model.keras").exists()):
+                raise CheckpointError(f"cannot resume {out}: the checkpoint of member {m} "
+                                      f"({out / 'checkpoint' / f'member-{m}' / 'state.json'}) is missing; "
+                                      "train into a new --out instead")
+            if m not in states:
+                break
+        spent = sum(state.train_seconds for state in states.values())
     deadline = started + cfg.time_budget - spent if cfg.time_budget else None
 
     results = []

@@ -94,10 +94,18 @@ def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tup
     log = logging.getLogger(__name__)
     folder = Path(folder)
 
+    def listing(sub: Path) -> list[Path]:  # Path.glob would skip an unreadable folder without a word
+        if not sub.is_dir():
+            return []
+        try:
+            return sorted(sub / name for name in os.listdir(sub))
+        except OSError as e:
+            raise DataError(f"{sub}: cannot read this class folder ({e.strerror or e})") from None
+
     def read(root: Path) -> Split:
         images, labels, skipped = [], [], 0
         for d in DIGITS:
-            for f in sorted((root / d).glob("*")) if (root / d).is_dir() else []:
+            for f in listing(root / d):
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 seg = segment(f, single=True)

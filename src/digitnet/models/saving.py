@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -43,7 +44,10 @@ def load_model(path: str | os.PathLike | None, *, compile: bool = False, what: s
     from . import layers  # noqa: F401  (registers digitnet's layers for safe_mode loading)
 
     file = resolve_model_path(path)
+    if not zipfile.is_zipfile(file):  # Keras would say "File not found" of a damaged archive
+        raise ModelLoadError(f"cannot load {what} {file}: it is not a .keras archive (damaged, truncated or another "
+                             "format)")
     try:
         return keras.models.load_model(file, safe_mode=True, compile=compile)
     except Exception as e:  # Keras raises many types for damaged archives
-        raise ModelLoadError(f"cannot load {what} {file}: {e}") from e
+        raise ModelLoadError(f"cannot load {what} {file}: {type(e).__name__}: {e}") from e

@@ -20,20 +20,27 @@ from ..inference import Predictor
 from ..presets import Limits
 from . import routes
 from .deps import ApiError, Gate, ServerState
-from .middleware import BodyLimit, log_requests
+from .middleware import BodyLimit, HostCheck, RequestLog
 
 log = logging.getLogger("digitnet.server")
 
 
 def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: str | None = None,
-               limits: Limits | None = None) -> FastAPI:
-    """Build the app around an already loaded :class:`Predictor` (tests inject their own)."""
+               limits: Limits | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """Build the app around an already loaded :class:`Predictor` (tests inject their own).
+
+    ``allowed_hosts`` (default: any) are the Host header values accepted, against DNS rebinding.
+    """
+    from starlette.formparsers import MultiPartParser
+
     limits = limits or Limits()
+    # Keep multipart uploads in memory up to the body cap (Starlette spools files over 1 MB to disk); the
+    # body is already held in memory by BodyLimit, so this adds no new exposure. Class-wide, only raised.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limits.max_upload_bytes)
     app = FastAPI(title="digitnet", version=__version__, summary="Handwritten digit recognition",
                   description="Read the digits in an image: drawings, scans or photos, any size, polarity or colour.")
     app.state.digitnet = ServerState(predictor, limits, Gate(limits.workers, limits.max_queue), token)
     _add_error_handlers(app)
-    app.middleware("http")(log_requests)
     app.include_router(routes.pages)
     app.include_router(routes.api)
     app.mount("/static", StaticFiles(directory=str(routes.STATIC)), name="static")
@@ -42,7 +49,10 @@ def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: s
 
         app.add_middleware(CORSMiddleware, allow_origins=[cors_origin], allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, timeout_s=limits.request_timeout_s)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)
+    app.add_middleware(RequestLog)  # added last: the outermost, so it logs every answer, refusals included
     return app
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -24,33 +26,43 @@ class ApiError(Exception):
 
 
 class Gate:
-    """Bounded concurrency with a bounded wait queue (503 when full, never unbounded memory)."""
+    """Bounded concurrency with a bounded wait queue (503 when full, never unbounded memory).
+
+    A prediction holds its worker slot until its thread has really finished, even after its request
+    got a 504: never more than ``workers`` predictions run at once. The work itself is given the
+    request's deadline and stops between stages once it has passed.
+    """
 
     def __init__(self, workers: int, max_queue: int):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.sem = asyncio.Semaphore(workers)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digitnet-predict")
         self.max_queue = max_queue
         self.waiting = 0
 
-    async def run(self, fn, *args, timeout: float):
+    async def run(self, fn, *args, deadline: float):
+        """``fn(*args)`` on a worker thread; ``deadline`` is a ``time.monotonic()`` value."""
         if self.waiting >= self.max_queue:
             raise ApiError(503, "server busy, retry shortly", {"Retry-After": "1"})
         self.waiting += 1
-        queued = True
-
-        async def work():
-            nonlocal queued
-            async with self.sem:
-                self.waiting -= 1
-                queued = False
-                return await asyncio.to_thread(fn, *args)
-
         try:
-            return await asyncio.wait_for(work(), timeout)
+            await asyncio.wait_for(self.sem.acquire(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            raise ApiError(504, f"prediction did not finish within {timeout:g} s") from None
+            raise ApiError(504, "the request waited past its deadline for a worker") from None
         finally:
-            if queued:  # timed out or cancelled before reaching a worker
-                self.waiting -= 1
+            self.waiting -= 1
+        future = asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        future.add_done_callback(self._finished)  # the slot is freed here, when the thread is done
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise ApiError(504, "prediction did not finish before the request's deadline") from None
+
+    def _finished(self, future) -> None:
+        self.sem.release()
+        if not future.cancelled():
+            future.exception()  # retrieved, so that a late failure after a 504 is not logged as lost
 
 
 @dataclass
@@ -75,4 +87,5 @@ def check_token(request: Request) -> None:
         return
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise ApiError(401, "missing or invalid token (send Authorization: Bearer <token>)")
+        raise ApiError(401, "missing or invalid token (send Authorization: Bearer <token>)",
+                       {"WWW-Authenticate": "Bearer"})

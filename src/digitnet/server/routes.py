@@ -8,18 +8,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from importlib import resources
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
 
-from ..errors import ImageError, ImageTooLargeError
+from ..errors import DeadlineExceeded, ImageError, ImageTooLargeError, ModelOutputError
 from ..presets import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from ..results import Reading
 from .deps import ApiError, ServerState, check_token, state
-from .schemas import HealthOut, ModelOut, ReadingOut, errors
+from .schemas import BATCH_BODY, PREDICT_BODY, HealthOut, ModelOut, ReadingOut, errors
 
 State = Annotated[ServerState, Depends(state)]  # the dependency every route takes
 STATIC = resources.files("digitnet") / "server" / "static"
@@ -47,28 +49,29 @@ async def model_info(s: State):
             "min_confidence": p.min_confidence, "backend": p.backend}
 
 
-@api.post("/predict", summary="Read the digits in one image", response_model=None,
-          responses={200: {"model": ReadingOut}, **errors(400, 401, 413, 415, 422, 503, 504)},
+@api.post("/predict", summary="Read the digits in one image", response_model=None, openapi_extra=PREDICT_BODY,
+          responses={200: {"model": ReadingOut}, **errors(400, 401, 408, 413, 415, 422, 503, 504)},
           description="Multipart upload (field `file`), or JSON `{\"pixels\": 28x28 or 784 numbers 0-255, "
                       "MNIST polarity}` or `{\"image\": base64, optionally a data: URL}`.")
 async def predict(request: Request, s: State, single: bool = False, top_k: int | None = None) -> JSONResponse:
     _check_top_k(top_k)
-    timeout = s.limits.timeout_s
+    deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole request
     ctype = _content_type(request)
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=1)
+        form = await _form(request, max_files=1)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(422, "multipart request needs an image in the field 'file'")
         data = await upload.read()
-        reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k, timeout=timeout)
+        reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k, deadline, deadline=deadline)
     elif ctype == "application/json":
         body = await _json_body(request)
         if "pixels" in body:
             image = np.round(_pixels(body["pixels"])).astype(np.uint8)  # (28, 28), MNIST polarity
-            reading = await s.gate.run(_read_mnist, s, image, top_k, timeout=timeout)
+            reading = await s.gate.run(_read_mnist, s, image, top_k, deadline=deadline)
         elif "image" in body:
-            reading = await s.gate.run(_read_bytes, s, _b64(body["image"]), None, single, top_k, timeout=timeout)
+            reading = await s.gate.run(_read_bytes, s, _b64(body["image"]), None, single, top_k, deadline,
+                                       deadline=deadline)
         else:
             raise ApiError(422, "JSON body needs 'pixels' (28x28 or 784 numbers) or 'image' (base64)")
     else:
@@ -78,46 +81,60 @@ async def predict(request: Request, s: State, single: bool = False, top_k: int |
 
 
 @api.post("/predict/batch", summary="Read several images (multipart, field `file`)", response_model=None,
-          responses={200: {"model": list[ReadingOut]}, **errors(401, 413, 415, 422, 503, 504)})
+          openapi_extra=BATCH_BODY,
+          responses={200: {"model": list[ReadingOut]}, **errors(400, 401, 408, 413, 415, 422, 503, 504)})
 async def predict_batch(request: Request, s: State, single: bool = False, top_k: int | None = None) -> JSONResponse:
     _check_top_k(top_k)
+    deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole batch, not one per file
     if _content_type(request) != "multipart/form-data":
         raise ApiError(415, "send the images as multipart/form-data, each in a field 'file'")
-    form = await request.form(max_files=s.limits.max_batch + 1)
+    form = await _form(request, max_files=s.limits.max_batch, what="batch")
     uploads = [f for f in form.getlist("file") if not isinstance(f, str)]
     if not uploads:
         raise ApiError(422, "no images: send each in a multipart field 'file'")
-    if len(uploads) > s.limits.max_batch:
-        raise ApiError(413, f"at most {s.limits.max_batch} images per batch, got {len(uploads)}")
-    out = []
+    out, size = [], 0
     for upload in uploads:  # one bad file gets its own error; the others are still read
+        if size > s.limits.max_response_bytes:  # the answer is big enough: the rest are named, not read
+            out.append(Reading.failed(upload.filename, f"not read: the batch answer reached its "
+                                                       f"{s.limits.max_response_bytes:,}-byte cap; send fewer files"
+                                      ).to_dict())
+            continue
         data = await upload.read()
         try:
-            reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k,
-                                       timeout=s.limits.timeout_s)
+            reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k, deadline,
+                                       deadline=deadline)
         except ApiError as e:
             if e.status in (503, 504):
                 raise
             reading = Reading.failed(upload.filename, e.message)
         out.append(reading.to_dict())
+        size += len(json.dumps(out[-1]))
     return JSONResponse(out)
 
 
 # ------------------------------------------------------------------------------- work (in the pool)
 
 
-def _read_bytes(s: ServerState, data: bytes, name: str | None, single: bool, top_k: int | None) -> Reading:
+def _read_bytes(s: ServerState, data: bytes, name: str | None, single: bool, top_k: int | None,
+                deadline: float) -> Reading:
     try:
         return s.predictor.predict_image(data, single=single, top_k=top_k, file=name, with_normalized=True,
-                                         max_pixels=s.limits.max_pixels)
+                                         max_pixels=s.limits.max_pixels, deadline=deadline)
     except ImageTooLargeError as e:
         raise ApiError(413, str(e)) from None
     except ImageError as e:
         raise ApiError(400, str(e)) from None
+    except DeadlineExceeded:
+        raise ApiError(504, "prediction did not finish before the request's deadline") from None
+    except ModelOutputError as e:  # the server's fault, not the client's: say so
+        raise ApiError(500, str(e)) from None
 
 
 def _read_mnist(s: ServerState, image: np.ndarray, top_k: int | None) -> Reading:
-    return s.predictor.predict_mnist_image(image, top_k=top_k, with_normalized=True)
+    try:
+        return s.predictor.predict_mnist_image(image, top_k=top_k, with_normalized=True)
+    except ModelOutputError as e:
+        raise ApiError(500, str(e)) from None
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -132,11 +149,23 @@ def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+async def _form(request: Request, max_files: int, what: str = "request"):
+    """The multipart form, its errors in our words (Starlette's would say one more file than the limit)."""
+    try:
+        return await request.form(max_files=max_files)
+    except HTTPException as e:
+        if "Too many files" in str(e.detail):
+            raise ApiError(413, f"at most {max_files} image{'s' if max_files > 1 else ''} per {what}") from None
+        raise ApiError(400, f"malformed multipart body: {e.detail}") from None
+
+
 async def _json_body(request: Request) -> dict:
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # ValueError: bad JSON, or an integer of thousands of digits
         raise ApiError(400, f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(422, "JSON body must be an object")
     return body
@@ -145,7 +174,7 @@ async def _json_body(request: Request) -> dict:
 def _pixels(value) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise ApiError(422, "pixels must be 28x28 nested lists or 784 numbers") from None
     if a.shape == (PIXELS,):
         a = a.reshape(IMAGE_SIZE, IMAGE_SIZE)

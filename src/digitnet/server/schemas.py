@@ -63,3 +63,21 @@ class HealthOut(BaseModel):
 def errors(*statuses: int) -> dict:
     """The ``responses=`` entry documenting error statuses with :class:`ErrorOut`."""
     return {s: {"model": ErrorOut} for s in statuses}
+
+
+# Request bodies, for the documentation (the routes parse the request themselves, by content type).
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": "an image file, any format"}}}},
+    "application/json": {"schema": {
+        "type": "object",
+        "properties": {
+            "pixels": {"description": "28x28 nested lists or 784 numbers 0-255, white ink on black (MNIST form)",
+                       "type": "array", "items": {}},
+            "image": {"type": "string", "description": "a base64 image file, or a data: URL"}}}},
+}}}
+BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                            "description": "one field 'file' per image"}}}}}}}
