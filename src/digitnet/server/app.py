@@ -8,6 +8,7 @@ answers 503 with ``Retry-After`` instead of growing memory.
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,12 +35,18 @@ def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: s
     from starlette.formparsers import MultiPartParser
 
     limits = limits or Limits()
+    gate = Gate(limits.workers, limits.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        gate.pool.shutdown(wait=False, cancel_futures=True)  # work still running stops at its deadline
     # Keep multipart uploads in memory up to the body cap (Starlette spools files over 1 MB to disk); the
     # body is already held in memory by BodyLimit, so this adds no new exposure. Class-wide, only raised.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limits.max_upload_bytes)
-    app = FastAPI(title="digitnet", version=__version__, summary="Handwritten digit recognition",
+    app = FastAPI(title="digitnet", version=__version__, summary="Handwritten digit recognition", lifespan=lifespan,
                   description="Read the digits in an image: drawings, scans or photos, any size, polarity or colour.")
-    app.state.digitnet = ServerState(predictor, limits, Gate(limits.workers, limits.max_queue), token)
+    app.state.digitnet = ServerState(predictor, limits, gate, token)
     _add_error_handlers(app)
     app.include_router(routes.pages)
     app.include_router(routes.api)
