@@ -88,7 +88,10 @@ def test_predictor_backends_agree_with_tf(backend, mnist, tmp_path, monkeypatch)
     assert again._model is None  # from the cache: no Keras model loaded at all
     np.testing.assert_array_equal(again.predict_proba(x[:50]), other.predict_proba(x[:50]))
     a, b = reference.predict_proba(x), other.predict_proba(x)
-    logits = other.run(x)["logits"]  # the contract: softmax(logits) is the probabilities, in every backend
+    from digitnet.models.zoo import temperature_of
+
+    # The contract: softmax(logits / T) is the probabilities, in every backend; T is the model's own.
+    logits = other.run(x)["logits"] / temperature_of(reference.model)
     soft = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), b, atol=0.01 if backend == "tflite-int8" else 1e-5)
     if backend == "tflite-int8":  # quantized: same answers almost always, probabilities in steps of 1/256

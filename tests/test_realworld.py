@@ -57,6 +57,17 @@ def test_strings_of_1_to_12_digits(test_digits, predictor):
         assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
 
 
+def test_the_shipped_model_is_calibrated(test_digits, predictor):
+    from digitnet.evaluation import ece
+
+    x, y = test_digits
+    probs = predictor.predict_proba(x)  # the default backend: the temperature travels inside the model
+    calibrated = ece(probs, y)
+    print(f"shipped model, MNIST test: accuracy {(probs.argmax(1) == y).mean():.4f}, ECE {calibrated:.4f}")
+    assert (probs.argmax(1) == y).mean() >= 0.996 and calibrated <= 0.005  # bench: 0.0014; the target 0.015
+    assert predictor.info["calibration"]["temperature"] < 1  # label smoothing left it underconfident
+
+
 def test_result_schema(test_digits, predictor):
     x, _ = test_digits
     reading = predictor.predict_image(inverted(x[0], np.random.default_rng(0)), top_k=3, file="a.png")

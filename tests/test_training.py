@@ -134,6 +134,11 @@ def test_fast_preset_regression_gate_and_evaluate(mnist, tmp_path):
     assert set(per_class) == {str(i) for i in range(10)} and all(c["f1"] > 0.95 for c in per_class.values())
     assert np.array(metrics["test"]["confusion_matrix"]).sum() == 10000
     assert len(metrics["dataset"]["sha256"]) == 64 and metrics["versions"]["tensorflow"] == "2.21.0"
+    cal = metrics["calibration"]  # the temperature, fitted on validation, brings the test ECE down
+    print(f"fast preset: temperature {cal['temperature']:.3f}, test ECE {cal['test_ece_before']:.4f} -> "
+          f"{metrics['test']['ece']:.4f}")
+    assert metrics["test"]["ece"] < cal["test_ece_before"] and metrics["test"]["ece"] <= 0.02
+    assert_png(out / "reliability.png")
 
     before = (out / "metrics.json").read_bytes()
     proc = run("evaluate", "--model", str(out), "--report-dir", str(tmp_path / "report"))

@@ -255,3 +255,35 @@ def test_cli_exit_codes_tell_bad_input_from_bugs(monkeypatch, capsys, tmp_path):
     with pytest.raises(SystemExit) as usage:
         cli.main(["train", "--preset", "huge"])
     assert usage.value.code == 2
+
+
+# --------------------------------------------------------------------------------------- temperature
+
+
+def test_fit_temperature_recovers_a_known_temperature_and_ece_sees_it():
+    from digitnet.evaluation import ece, fit_temperature, softmax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 10))
+    truth = softmax(logits)  # the labels really are drawn from these probabilities: calibrated at T = 1
+    labels = np.array([rng.choice(10, p=p) for p in truth])
+    assert ece(truth, labels) < 0.03
+    overconfident = logits * 2.5  # the same model, 2.5x too sure of itself
+    assert ece(softmax(overconfident), labels) > 0.1
+    t = fit_temperature(overconfident, labels)
+    assert 2.2 < t < 2.8
+    assert ece(softmax(overconfident, t), labels) < 0.03
+    np.testing.assert_array_equal(softmax(overconfident, t).argmax(1), overconfident.argmax(1))  # same answers
+
+
+def test_with_temperature_divides_the_logits_and_keeps_the_answers():
+    from digitnet.evaluation import softmax
+    from digitnet.models import zoo
+
+    model = zoo.cnn(width=8, seed=3)
+    x = np.random.default_rng(1).uniform(0, 1, (16, 28, 28)).astype(np.float32)
+    hot = zoo.with_temperature(model, 0.25)
+    assert zoo.temperature_of(model) == 1.0 and zoo.temperature_of(hot) == pytest.approx(0.25)
+    logits = np.asarray(zoo.logits_model(hot)(x, training=False))
+    np.testing.assert_allclose(np.asarray(hot(x, training=False)), softmax(logits, 0.25), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(hot(x)).argmax(1), np.asarray(model(x)).argmax(1))

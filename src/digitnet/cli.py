@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     init_from=args.init_from)
     test, training = metrics["test"], metrics["training"]
     print(f"test accuracy: {test['accuracy'] * 100:.2f}% ({test['errors']} errors in {test['n']}), "
-          f"loss {test['loss']:.4f}")
+          f"loss {test['loss']:.4f}, ECE {test['ece']:.4f} (temperature {metrics['calibration']['temperature']:.3f})")
     print(f"trained {sum(training['epochs'])} epochs in {training['seconds']:.1f} s "
           f"({training['wall_seconds']:.1f} s in all)")
     print(f"model: {Path(out) / 'model.keras'}")
@@ -181,7 +181,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = evaluate(predictor, test, info, report_dir, tta=args.tta)["test"]
     print(f"model: {predictor.path}")
     print(f"dataset: {info.name} ({scores['n']} test images)")
-    print(f"accuracy: {scores['accuracy'] * 100:.2f}%  loss: {scores['loss']:.4f}  errors: {scores['errors']}")
+    print(f"accuracy: {scores['accuracy'] * 100:.2f}%  loss: {scores['loss']:.4f}  errors: {scores['errors']}  "
+          f"ECE: {scores['ece']:.4f}")
     print(f"{'class':>12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for name, c in scores["per_class"].items():
         print(f"{name:>12} {c['precision']:9.4f} {c['recall']:7.4f} {c['f1']:7.4f} {c['support']:8d}")

@@ -22,6 +22,41 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean())
 
 
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: the mean |accuracy - confidence| over equal-width confidence bins,
+    weighted by how many answers fall in each (the usual 15 bins)."""
+    if len(labels) == 0:
+        return 0.0
+    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    which = np.minimum((conf * bins).astype(int), bins - 1)  # (n,) bin of each answer
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.sum() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(total / len(labels))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimizing the NLL of softmax(logits / T) on held-out data (Guo et al., 2017).
+
+    One scalar: it changes how confident the answers are, never which digit wins.
+    """
+    from scipy.optimize import minimize_scalar
+
+    def loss(log_t: float) -> float:
+        return nll(softmax(logits, float(np.exp(log_t))), labels)
+
+    best = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(best.x))
+
+
 def scores(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict:
     """Metrics of (n, k) probabilities against integer labels (n,)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -32,6 +67,7 @@ def scores(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> d
     return {
         "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
         "loss": nll(probs, labels),
+        "ece": ece(probs, labels),  # 15 bins
         "n": int(len(labels)),
         "errors": int((pred != labels).sum()),
         "per_class": {
@@ -116,6 +152,7 @@ def write_report(
     cm = np.array(metrics["test"]["confusion_matrix"])
     paths["confusion_matrix"] = plots.confusion_matrix(cm, classes, out / "confusion_matrix.png")
     paths["misclassified"] = plots.misclassified(images, labels, probs, classes, out / "misclassified.png")
+    paths["reliability"] = plots.reliability(probs, labels, out / "reliability.png")
     if history:
         paths["learning_curves"] = plots.learning_curves(history, out / "learning_curves.png")
     return paths

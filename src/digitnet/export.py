@@ -101,8 +101,8 @@ def _write_card(out: Path, predictor, f: dict) -> None:
   centred by mass in 28×28. Real photos and drawings must go through `digitnet.preprocessing` first
   (`Predictor.predict_image` does this).
 - Output `{OUTPUT_NAME}`: {"int8" if int8 else "float32"} (batch, 10), the probability of each digit 0-9.
-- Output `logits`: {"int8" if int8 else "float32"} (batch, 10), the same before the softmax (for a temperature
-  or logit-based scores).
+- Output `logits`: {"int8" if int8 else "float32"} (batch, 10), the raw logits, before the
+  temperature and the softmax (for logit-based scores).
 
 ## Data
 {data} MNIST is by Yann LeCun and Corinna Cortes (CC BY-SA 3.0). The accuracy below is measured on the
@@ -122,8 +122,10 @@ Reading single handwritten digits, or digits segmented from a number, in forms, 
 ## Known limits
 - MNIST-style digits only: Western Arabic numerals 0-9, one per input; no letters, no other scripts.
 - It expects the MNIST input form above; raw camera frames give wrong answers without preprocessing.
-- Trained with label smoothing: the top probability of a clear digit is about 0.9, not 1.0. Use the
-  calibrated threshold (`min_confidence` in metrics.json) rather than a fixed 0.99.
+- Probabilities are calibrated on MNIST validation digits by a temperature inside the model (training
+  with label smoothing leaves them underconfident otherwise); `logits` are before that temperature.
+  Calibration holds for MNIST-like input; on other handwriting, treat them as scores. Flag doubtful
+  answers with the calibrated threshold (`min_confidence` in metrics.json), not a fixed 0.99.
 - MNIST writers are American census staff and students; other handwriting styles may score lower.
 """
     atomic_write_text(out / "MODEL_CARD.md", card)

@@ -22,7 +22,7 @@ from ._tf import import_tf
 from .augment import augment_batch
 from .checkpoints import load_checkpoint, new_state, read_state, save_epoch, save_model, write_state
 from .errors import CheckpointError, ConfigError, ModelOutputError, TrainingError
-from .evaluation import calibrate, evaluate, nll
+from .evaluation import calibrate, ece, evaluate, fit_temperature, nll, softmax
 from .fileio import atomic_write_json
 from .inference import Predictor
 from .presets import NUM_CLASSES, PRESETS, TrainConfig, make_config  # noqa: F401  (re-exported)
@@ -258,6 +258,20 @@ def final_model(models: list[keras.Model]) -> keras.Model:
     return copies[0] if len(copies) == 1 else zoo.ensemble(copies)
 
 
+def calibrate_model(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> tuple[keras.Model, dict]:
+    """The one calibration step, on validation data only: fit the temperature on the raw logits, put it
+    into the model, then choose the low-confidence threshold on the calibrated probabilities.
+
+    Returns the calibrated model (same weights) and the ``calibration`` section of metrics.json.
+    """
+    logits = Predictor(model, backend="tf").run(x_val, ("logits",))["logits"]  # (n, 10), before any temperature
+    temperature = fit_temperature(logits, y_val)
+    model = zoo.with_temperature(model, temperature)
+    probs = softmax(logits, temperature)  # what the calibrated model answers, without running it again
+    return model, {**calibrate(probs, y_val), "temperature": round(temperature, 6),
+                   "validation_ece": {"before": ece(softmax(logits), y_val), "after": ece(probs, y_val)}}
+
+
 def run_config_path(out_dir: str | os.PathLike) -> Path:
     return Path(out_dir) / "checkpoint" / "run.json"
 
@@ -327,17 +341,19 @@ def train(
         results.append(r)
         if deadline is not None and time.perf_counter() > deadline:
             break
-    model = final_model([r.model for r in results])
+    model, calibration = calibrate_model(final_model([r.model for r in results]), *val_split)
     save_model(model, out / "model.keras")
 
     predictor = Predictor(model, backend="tf")  # no conversion: the report scores the Keras model itself
     val_probs = predictor.predict_proba(val_split[0])
+    # Reported only (the test set chooses nothing): what the temperature did to the test set's calibration.
+    calibration["test_ece_before"] = ece(softmax(predictor.run(x_test, ("logits",))["logits"]), y_test)
     extra = {
         "model": {"arch": cfg.arch, "name": model.name, "parameters": int(model.count_params()),
                   "members": len(results), "file": "model.keras",
                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "validation": {"accuracy": float((val_probs.argmax(1) == val_split[1]).mean()), "n": len(val_split[1])},
-        "calibration": calibrate(val_probs, val_split[1]),
+        "calibration": calibration,
         "training": {
             "seconds": round(sum(r.train_seconds for r in results), 2),
             "wall_seconds": round(time.perf_counter() - started, 2),

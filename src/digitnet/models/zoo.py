@@ -1,8 +1,9 @@
 """The model registry: every architecture maps (batch, 28, 28) floats in [0, 1] to (batch, 10) probabilities.
 
-The output contract: every model ends in a linear layer named ``logits`` followed by a separate
-``Softmax`` named ``probabilities``, so that logits stay reachable (temperature, logit-based scores,
-saliency) and every export keeps the output name ``probabilities``.
+The output contract: every model ends in a linear layer named ``logits``, a ``Rescaling`` named
+``temperature`` (1/T, fitted on validation data after training; 1 until then) and a ``Softmax`` named
+``probabilities``. The raw logits stay reachable (logit-based scores, saliency), the calibration travels
+inside the graph to every backend and export, and every export keeps the output name ``probabilities``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,35 @@ def _inputs() -> keras.KerasTensor:
     return keras.Input((IMAGE_SIZE, IMAGE_SIZE), name="image")  # (batch, 28, 28) in [0, 1]
 
 
+def _calibrated_softmax(logits: keras.KerasTensor) -> keras.KerasTensor:
+    """logits / T, then the softmax: the end of every model (the output contract above)."""
+    return L.Softmax(name="probabilities")(L.Rescaling(1.0, name="temperature")(logits))  # (batch, 10)
+
+
 def _head(x, initializer=None) -> keras.KerasTensor:
-    """The shared ending: linear logits, then a separate softmax (the output contract above)."""
-    logits = L.Dense(NUM_CLASSES, kernel_initializer=initializer or "glorot_uniform", name="logits")(x)
-    return L.Softmax(name="probabilities")(logits)  # (batch, 10)
+    """The shared ending: linear logits, then the calibrated softmax."""
+    return _calibrated_softmax(L.Dense(NUM_CLASSES, kernel_initializer=initializer or "glorot_uniform",
+                                       name="logits")(x))
+
+
+def temperature_of(model: keras.Model) -> float:
+    """The temperature T a model divides its logits by (1.0 for models saved before it existed)."""
+    names = {layer.name for layer in model.layers}
+    return 1.0 / float(model.get_layer("temperature").scale) if "temperature" in names else 1.0
+
+
+def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
+    """A copy of ``model`` (same weights, same layers) whose softmax divides the logits by ``temperature``."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be positive, got {temperature}")
+    config = model.get_config()
+    layers = [c for c in config["layers"] if c["config"].get("name") == "temperature"]
+    if len(layers) != 1:
+        raise ConfigError(f"model {model.name!r} has no 'temperature' layer (saved before calibration existed)")
+    layers[0]["config"]["scale"] = 1.0 / float(temperature)
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def logits_model(model: keras.Model) -> keras.Model:
@@ -90,7 +116,7 @@ def tutorial(parameters: dict | None = None, layout: dict | None = None, seed: i
         dense = L.Dense(W.shape[0], activation=None if i == n else "relu", name="logits" if i == n else f"dense{i}")
         x = dense(x)
         dense.set_weights([W.T, b.reshape(-1)])  # tutorial W is [current, previous]; Keras is [in, out]
-    return keras.Model(x_in, L.Softmax(name="probabilities")(x), name="tutorial")
+    return keras.Model(x_in, _calibrated_softmax(x), name="tutorial")
 
 
 def ensemble(members: Sequence[keras.Model]) -> keras.Model:
@@ -105,7 +131,7 @@ def ensemble(members: Sequence[keras.Model]) -> keras.Model:
     x_in = _inputs()
     outs = [keras.Model(m.input, m.get_layer("logits").output, name=m.name)(x_in) for m in members]
     logits = L.Average(name="logits")(outs)  # (batch, 10)
-    return keras.Model(x_in, L.Softmax(name="probabilities")(logits), name=f"ensemble{len(members)}")
+    return keras.Model(x_in, _calibrated_softmax(logits), name=f"ensemble{len(members)}")
 
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {"tutorial": tutorial, "mlp": mlp, "cnn": cnn}
