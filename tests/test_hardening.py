@@ -538,3 +538,21 @@ def test_batch_limit_message_names_the_real_limit(predictor, seven):
     files = [("file", (f"{i}.png", png(seven), "image/png")) for i in range(4)]
     r = c.post("/api/predict/batch", files=files)
     assert r.status_code == 413 and r.json()["error"] == "at most 2 images per batch"
+
+
+def test_resume_of_an_ensemble_killed_in_its_first_member_goes_on(tiny_idx, tmp_path):
+    from digitnet.presets import make_config
+    from digitnet.training import train
+
+    out = tmp_path / "run"
+    cfg = make_config("mlp", "fast", dataset=str(tiny_idx), epochs=1, val_size=100, dry_run=True, ensemble=2)
+    train(cfg, out)
+    # As if killed during member 0: no member 1 yet, member 0 not finished, no model.keras.
+    import shutil
+
+    shutil.rmtree(out / "checkpoint" / "member-1")
+    (out / "model.keras").unlink()
+    state = json.loads((out / "checkpoint" / "member-0" / "state.json").read_text())
+    (out / "checkpoint" / "member-0" / "state.json").write_text(json.dumps({**state, "finished": False}))
+    metrics = train(cfg, out, resume=True)
+    assert metrics["model"]["members"] == 2 and (out / "model.keras").is_file()

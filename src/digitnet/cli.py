@@ -65,24 +65,16 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], dict[str, str]]:
 # argparse types: a bad value is a usage error (exit 2) with argparse's message, before any work starts.
 
 
-def _int_at_least(low: int):
+def _int_in(low: int, high: int | None = None):
+    """A whole number in [low, high] (no upper bound without ``high``)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
-
-
-def _int_between(low: int, high: int):
-    def parse(text: str) -> int:
-        value = _int_at_least(low)(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
+        if value < low or (high is not None and value > high):
+            wanted = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
         return value
 
     return parse
@@ -311,10 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     tut = sub.add_parser("tutorial", help="run the original tutorial's session: train the MLP, print "
                                           "the cost per epoch and the accuracy")
     _add_data_args(tut)
-    tut.add_argument("--epochs", type=_int_at_least(0), default=t["epochs"], help=f"(default: {t['epochs']})")
+    tut.add_argument("--epochs", type=_int_in(0), default=t["epochs"], help=f"(default: {t['epochs']})")
     tut.add_argument("--learning-rate", type=_float_in(0, low_open=True), default=t["learning_rate"],
                      help=f"(default: {t['learning_rate']})")
-    tut.add_argument("--batch-size", type=_int_at_least(1), default=t["batch_size"],
+    tut.add_argument("--batch-size", type=_int_in(1), default=t["batch_size"],
                      help=f"(default: {t['batch_size']})")
     tut.add_argument("--seed", type=int, default=t["seed"], help=f"initializer seed (default: {t['seed']})")
     tut.add_argument("--literal", action="store_true",
@@ -328,12 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"(default: {presets.DEFAULT_ARCH})")
     tr.add_argument("--preset", choices=presets.PRESET_NAMES, default=presets.DEFAULT_PRESET,
                     help=f"what each sets is listed below (default: {presets.DEFAULT_PRESET})")
-    tr.add_argument("--epochs", type=_int_at_least(1), help=f"(default: {d('epochs')})")
-    tr.add_argument("--batch-size", type=_int_at_least(1), help=f"(default: {d('batch_size')})")
+    tr.add_argument("--epochs", type=_int_in(1), help=f"(default: {d('epochs')})")
+    tr.add_argument("--batch-size", type=_int_in(1), help=f"(default: {d('batch_size')})")
     tr.add_argument("--lr", type=_float_in(0, low_open=True),
                     help=f"peak learning rate of the one-cycle schedule (default: {d('lr')})")
     tr.add_argument("--seed", type=int, help=f"(default: {d('seed')})")
-    tr.add_argument("--ensemble", type=_int_at_least(1), metavar="N",
+    tr.add_argument("--ensemble", type=_int_in(1), metavar="N",
                     help=f"average N models (default: {d('ensemble')})")
     tr.add_argument("--dataset", default=presets.TrainConfig.dataset,
                     help=f"mnist, fashion-mnist, or a folder of the four IDX files or of class subfolders 0/ ... 9/ "
@@ -368,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (recursive), or - for stdin")
     _add_model_arg(pr)
     pr.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
-    pr.add_argument("--top-k", type=_int_between(1, presets.NUM_CLASSES), metavar="K",
+    pr.add_argument("--top-k", type=_int_in(1, presets.NUM_CLASSES), metavar="K",
                     help="also give the K most likely digits (1-10)")
     pr.add_argument("--min-confidence", type=_float_in(0.0, 1.0), metavar="P",
                     help="flag predictions under this probability (default: calibrated with the model, else "
@@ -382,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arg(sv)
     sv.add_argument("--host", default=presets.SERVE_HOST,
                     help=f"address to bind (default: {presets.SERVE_HOST}, loopback only)")
-    sv.add_argument("--port", type=_int_between(1, 65535), default=presets.SERVE_PORT,
+    sv.add_argument("--port", type=_int_in(1, 65535), default=presets.SERVE_PORT,
                     help=f"(default: {presets.SERVE_PORT})")
-    sv.add_argument("--workers", type=_int_between(1, 64), default=limits.workers,
+    sv.add_argument("--workers", type=_int_in(1, 64), default=limits.workers,
                     help=f"predictions running at once (default: {limits.workers})")
     sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $DIGITNET_TOKEN)")
     sv.add_argument("--cors-origin", metavar="ORIGIN", help="allow this origin to call the API (default: none)")

@@ -15,10 +15,9 @@ import numpy as np
 from ._tf import import_tf
 from .errors import ConfigError
 from .fileio import atomic_replace_dir, atomic_write_bytes
-from .presets import IMAGE_SIZE, INT8_CALIBRATION_SIZE
+from .presets import IMAGE_SIZE, INT8_CALIBRATION_SIZE, OUTPUTS  # OUTPUTS sorted, as tf.function flattens
 
 INPUT_NAME = "image"
-OUTPUTS = ("logits", "probabilities")  # sorted: the order tf.function flattens a dict of outputs in
 
 
 def named_outputs(model):

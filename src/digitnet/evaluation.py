@@ -22,19 +22,25 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean())
 
 
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15):
+    """Per equal-width confidence bin: how many answers, their accuracy and their mean confidence
+    (three (bins,) arrays; NaN where a bin is empty). What ECE and the reliability diagram are made of."""
+    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    which = np.minimum((conf * bins).astype(int), bins - 1)  # (n,) bin of each answer
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):  # empty bins: 0 / 0 -> NaN, on purpose
+        accuracy = np.bincount(which, weights=correct, minlength=bins) / counts
+        confidence = np.bincount(which, weights=conf, minlength=bins) / counts
+    return counts, accuracy, confidence
+
+
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error: the mean |accuracy - confidence| over equal-width confidence bins,
     weighted by how many answers fall in each (the usual 15 bins)."""
     if len(labels) == 0:
         return 0.0
-    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
-    which = np.minimum((conf * bins).astype(int), bins - 1)  # (n,) bin of each answer
-    total = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            total += inside.sum() * abs(correct[inside].mean() - conf[inside].mean())
-    return float(total / len(labels))
+    counts, accuracy, confidence = reliability_bins(probs, labels, bins)
+    return float(np.nansum(counts * np.abs(accuracy - confidence)) / len(labels))
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -152,7 +158,8 @@ def write_report(
     cm = np.array(metrics["test"]["confusion_matrix"])
     paths["confusion_matrix"] = plots.confusion_matrix(cm, classes, out / "confusion_matrix.png")
     paths["misclassified"] = plots.misclassified(images, labels, probs, classes, out / "misclassified.png")
-    paths["reliability"] = plots.reliability(probs, labels, out / "reliability.png")
+    paths["reliability"] = plots.reliability(*reliability_bins(probs, labels), metrics["test"]["ece"],
+                                             out / "reliability.png")
     if history:
         paths["learning_curves"] = plots.learning_curves(history, out / "learning_curves.png")
     return paths

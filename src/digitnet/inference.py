@@ -12,9 +12,9 @@ import numpy as np
 from .arrays import check_pixels
 from .errors import ConfigError, InputError, ModelOutputError
 from .models.saving import load_model, resolve_model_path, shipped_model_path
-from .presets import BACKENDS, DEFAULT_BACKEND, DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES, PIXELS, TTA_ANGLES
+from .presets import DEFAULT_BACKEND, DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES, OUTPUTS, PIXELS, TTA_ANGLES
 from .results import DigitPrediction, Reading
-from .runtimes import cache_path, open_runner
+from .runtimes import open_runner
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,13 @@ class Predictor:
 
     def __init__(self, model=None, info: dict | None = None, path: Path | None = None,
                  backend: str = DEFAULT_BACKEND):
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if model is None and path is None:
             raise ConfigError("a Predictor needs a Keras model or the path of one")
         self._model = model
         self.info = info or {}
         self.path = path
         self.backend = backend
-        self.runner = open_runner(backend, lambda: self.model, path)
+        self.runner = open_runner(backend, lambda: self.model, path)  # checks the backend's name
 
     @property
     def model(self):
@@ -68,8 +66,6 @@ class Predictor:
         Raises :class:`~digitnet.errors.ModelNotFoundError` when ``path`` names no model and
         :class:`~digitnet.errors.ModelLoadError` when the file is damaged.
         """
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         file = resolve_model_path(path)
         info = {}
         metrics = file.with_name("metrics.json")
@@ -78,9 +74,9 @@ class Predictor:
                 info = json.loads(metrics.read_text())
             except json.JSONDecodeError:
                 log.warning("ignoring unreadable %s", metrics)
-        # A cached conversion runs without Keras (if it turns out damaged, the model loads then, to convert
-        # again); otherwise load, and so check, the model file now.
-        model = None if backend != "tf" and cache_path(file, backend).is_file() else load_model(file)
+        # Other backends load the Keras model only if they must convert it (a damaged file then fails
+        # there, just as clearly); with a cached conversion they never need Keras at all.
+        model = load_model(file) if backend == "tf" else None
         return cls(model, info, file, backend)
 
     @staticmethod
@@ -95,7 +91,7 @@ class Predictor:
             raise InputError(f"images must have shape (n, 28, 28), (n, 784) or (28, 28); got {x.shape}")
         return check_pixels(x)
 
-    def run(self, x, names: tuple[str, ...] = ("logits", "probabilities")) -> dict[str, np.ndarray]:
+    def run(self, x, names: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
         """The runtime's named outputs for MNIST-form images: ``logits`` and ``probabilities``, (n, 10)."""
         x = self.to_mnist_batch(x)
         if len(x) == 0:
@@ -103,7 +99,7 @@ class Predictor:
         out = self.runner.run(x, names)
         if not all(np.isfinite(v).all() for v in out.values()):  # never pass NaN on as an answer
             raise ModelOutputError(f"the model returned non-finite numbers ({self.backend} backend, "
-                                   f"{self.path or 'in-memory model'}): its file or cached conversion is damaged")
+                                   f"{self.path or 'in-memory model'}): its weights or their conversion are damaged")
         return out
 
     def predict_proba(self, x, tta: bool = False) -> np.ndarray:

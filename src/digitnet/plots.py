@@ -73,20 +73,16 @@ def misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, cla
     return _save(fig, path)
 
 
-def reliability(probs: np.ndarray, labels: np.ndarray, path: Path, bins: int = 15) -> Path:
-    """The reliability diagram: accuracy against confidence per bin, with how many answers each bin holds."""
-    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
-    which = np.minimum((conf * bins).astype(int), bins - 1)
+def reliability(counts: np.ndarray, accuracy: np.ndarray, confidence: np.ndarray, ece: float, path: Path) -> Path:
+    """The reliability diagram from ``evaluation.reliability_bins``: accuracy against confidence per bin,
+    and how many answers each bin holds."""
+    bins = len(counts)
     centres = (np.arange(bins) + 0.5) / bins
-    counts = np.bincount(which, minlength=bins)
-    acc = np.array([correct[which == b].mean() if counts[b] else np.nan for b in range(bins)])
-    mean_conf = np.array([conf[which == b].mean() if counts[b] else np.nan for b in range(bins)])
-    gap = float(np.nansum(np.abs(acc - mean_conf) * counts) / max(len(labels), 1))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax1.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax1.bar(centres, acc, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in the bin")
-    ax1.plot(centres, mean_conf, "o", color="C3", ms=4, label="mean confidence in the bin")  # gap = miscalibration
-    ax1.set(ylabel="accuracy", ylim=(0, 1), title=f"Reliability (ECE {gap:.4f}, {bins} bins, n={len(labels)})")
+    ax1.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in the bin")
+    ax1.plot(centres, confidence, "o", color="C3", ms=4, label="mean confidence in the bin")  # gap = miscalibration
+    ax1.set(ylabel="accuracy", ylim=(0, 1), title=f"Reliability (ECE {ece:.4f}, {bins} bins, n={int(counts.sum())})")
     ax1.legend(loc="upper left", fontsize=8)
     ax2.bar(centres, counts, width=1 / bins, edgecolor="black", color="C7")
     ax2.set(xlabel="confidence (top probability)", ylabel="answers", yscale="log", xlim=(0, 1))

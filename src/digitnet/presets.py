@@ -31,6 +31,7 @@ BACKEND_HELP = {
 # cache: 10k-image throughput at 256 vs 2048 was tflite 33.2k vs 25.5k, onnx 38.4k vs 28.0k, tf 31.8k vs 29.6k,
 # tflite-int8 53.0k vs 47.9k img/s (2026-11-28, 2 cores).
 CHUNK = 256
+OUTPUTS = ("logits", "probabilities")  # every runtime's and export's named outputs, in sorted order
 DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
 TTA_ANGLES = (-6.0, 6.0)  # test-time augmentation: small rotations inside the training range (+-10 deg)
 

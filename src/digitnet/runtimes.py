@@ -19,15 +19,13 @@ import numpy as np
 from . import config
 from .errors import ConfigError
 from .fileio import atomic_write_text, sha256_file
-from .presets import BACKENDS, CHUNK, IMAGE_SIZE
+from .presets import BACKENDS, CHUNK, IMAGE_SIZE, OUTPUTS
 
 log = logging.getLogger(__name__)
 
 
 class Runner:
     """Runs a model on float32 (n, 28, 28) images in [0, 1]; returns ``{"logits", "probabilities"}``."""
-
-    OUTPUTS = ("logits", "probabilities")
 
     def run(self, batch: np.ndarray, names: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
         """The named outputs for ``batch``; ask only for the ``names`` you need (a runtime may skip the rest)."""

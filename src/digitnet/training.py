@@ -258,18 +258,20 @@ def final_model(models: list[keras.Model]) -> keras.Model:
     return copies[0] if len(copies) == 1 else zoo.ensemble(copies)
 
 
-def calibrate_model(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> tuple[keras.Model, dict]:
+def calibrate_model(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray
+                    ) -> tuple[keras.Model, dict, np.ndarray]:
     """The one calibration step, on validation data only: fit the temperature on the raw logits, put it
     into the model, then choose the low-confidence threshold on the calibrated probabilities.
 
-    Returns the calibrated model (same weights) and the ``calibration`` section of metrics.json.
+    Returns the calibrated model (same weights), the ``calibration`` section of metrics.json, and the
+    calibrated model's (n, 10) validation probabilities.
     """
     logits = Predictor(model, backend="tf").run(x_val, ("logits",))["logits"]  # (n, 10), before any temperature
     temperature = fit_temperature(logits, y_val)
     model = zoo.with_temperature(model, temperature)
     probs = softmax(logits, temperature)  # what the calibrated model answers, without running it again
     return model, {**calibrate(probs, y_val), "temperature": round(temperature, 6),
-                   "validation_ece": {"before": ece(softmax(logits), y_val), "after": ece(probs, y_val)}}
+                   "validation_ece": {"before": ece(softmax(logits), y_val), "after": ece(probs, y_val)}}, probs
 
 
 def run_config_path(out_dir: str | os.PathLike) -> Path:
@@ -320,17 +322,16 @@ def train(
     if resume:
         states = {m: read_state(out / "checkpoint" / f"member-{m}") for m in range(cfg.ensemble)
                   if (out / "checkpoint" / f"member-{m}" / "state.json").exists()}
-        # Members train in order, so member m may lack a checkpoint only if no later one has one and
-        # member m-1 finished. Anything else, or a finished run with none left, means checkpoints were
-        # deleted: retraining from scratch would silently overwrite model.keras.
-        for m in range(cfg.ensemble):
-            gap = m not in states and (any(k > m for k in states) or (m > 0 and not states[m - 1].finished))
-            if gap or (not states and (out / "model.keras").exists()):
-                raise CheckpointError(f"cannot resume {out}: the checkpoint of member {m} "
-                                      f"({out / 'checkpoint' / f'member-{m}' / 'state.json'}) is missing; "
-                                      "train into a new --out instead")
-            if m not in states:
-                break
+        # Members train one after another: resumable checkpoints are members 0..k-1, all but the last
+        # finished. A gap, or a finished run with no checkpoint left, means checkpoints were deleted, and
+        # retraining from scratch would silently overwrite model.keras.
+        members = sorted(states)
+        in_order = members == list(range(len(members))) and all(states[m].finished for m in members[:-1])
+        if not in_order or (not members and (out / "model.keras").exists()):
+            gaps = sorted(set(range(max(members, default=0) + 1)) - set(members))
+            what = (f"the checkpoint of member {gaps[0]} ({out / 'checkpoint' / f'member-{gaps[0]}' / 'state.json'}) "
+                    "is missing" if gaps else "a member started before the one before it finished")
+            raise CheckpointError(f"cannot resume {out}: {what}; train into a new --out instead")
         spent = sum(state.train_seconds for state in states.values())
     deadline = started + cfg.time_budget - spent if cfg.time_budget else None
 
@@ -341,11 +342,10 @@ def train(
         results.append(r)
         if deadline is not None and time.perf_counter() > deadline:
             break
-    model, calibration = calibrate_model(final_model([r.model for r in results]), *val_split)
+    model, calibration, val_probs = calibrate_model(final_model([r.model for r in results]), *val_split)
     save_model(model, out / "model.keras")
 
     predictor = Predictor(model, backend="tf")  # no conversion: the report scores the Keras model itself
-    val_probs = predictor.predict_proba(val_split[0])
     # Reported only (the test set chooses nothing): what the temperature did to the test set's calibration.
     calibration["test_ece_before"] = ece(softmax(predictor.run(x_test, ("logits",))["logits"]), y_test)
     extra = {
