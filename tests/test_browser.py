@@ -90,6 +90,33 @@ def draw(page, digit: np.ndarray, left: float = 0.3, size: float = 0.8):
             c = end + 1
 
 
+def stroke_glyph(page, strokes, left: float, size: float = 0.6):
+    """Draw strokes given in a unit box (x right, y down) as pen strokes, the box ``size`` of the
+    canvas's height tall, centred at ``left`` of its width."""
+    box = page.locator("#canvas").bounding_box()
+    side = size * box["height"]
+    x0, y0 = box["x"] + left * box["width"] - side / 2, box["y"] + (box["height"] - side) / 2
+    pts = np.concatenate(strokes)
+    lo, span = pts.min(0), (pts.max(0) - pts.min(0)).max()
+    strokes = [(s - lo) / span for s in strokes]  # into the unit box, whatever coordinates they came in
+    for s in strokes:
+        page.mouse.move(x0 + s[0][0] * side, y0 + s[0][1] * side)
+        page.mouse.down()
+        for x, y in s[1:]:
+            page.mouse.move(x0 + x * side, y0 + y * side, steps=4)
+        page.mouse.up()
+
+
+def boxes_become(page, digits: int, rejected: int, timeout=8.0) -> tuple[int, int]:
+    deadline, got = time.time() + timeout, (-1, -1)
+    while time.time() < deadline:
+        got = (page.locator("#boxes .box.digit").count(), page.locator("#boxes .box.rejected").count())
+        if got == (digits, rejected):
+            break
+        time.sleep(0.1)
+    return got
+
+
 def answer_becomes(page, text: str, timeout=8.0) -> str:
     deadline = time.time() + timeout
     got = ""
@@ -130,6 +157,9 @@ def test_two_digit_number_clear_and_undo(page, mnist):
     draw(page, x[2], left=0.7)
     expected = f"{y[1]}{y[2]}"
     assert answer_becomes(page, expected) == expected
+    assert boxes_become(page, 2, 0) == (2, 0)
+    labels = [t.strip() for t in page.locator("#boxes .box.digit span").all_inner_texts()]
+    assert labels == [str(y[1]), str(y[2])]
     page.screenshot(path=str(ARTIFACTS / "two-digits.png"))
     page.click("#clear")
     assert answer_becomes(page, "Draw a digit") == "Draw a digit"
@@ -155,7 +185,8 @@ def test_upload_a_file_and_no_digit(page, mnist, tmp_path):
 
     Image.new("L", (100, 100), 255).save(blank)
     page.set_input_files("#file", str(blank))
-    assert answer_becomes(page, "No digit (blank image)") == "No digit (blank image)"
+    assert answer_becomes(page, "Blank") == "Blank"
+    assert page.locator("#boxes .box").count() == 0  # boxes are drawn only over what was drawn on the canvas
 
 
 def test_phone_sized_screen(browser, server):
@@ -169,3 +200,28 @@ def test_phone_sized_screen(browser, server):
     assert not pg.locator("#token-row").is_visible()  # only shown when the API asks for a token
     pg.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
     context.close()
+
+
+def test_a_letter_is_not_a_digit_and_a_doodle_beside_a_digit_is_set_apart(page, mnist):
+    from digitnet.data.negatives import LETTERS, PICTOGRAMS
+
+    x, y = mnist[1]
+    page.click("#clear")
+    stroke_glyph(page, LETTERS["W"], left=0.5)
+    assert answer_becomes(page, "Not a digit") == "Not a digit"
+    assert boxes_become(page, 0, 1) == (0, 1)
+    assert page.locator("#boxes .box.rejected span").inner_text() == "not a digit"
+    dashed = page.locator("#boxes .box.rejected").evaluate("e => getComputedStyle(e).borderTopStyle")
+    assert dashed == "dashed"
+    page.screenshot(path=str(ARTIFACTS / "letter.png"))
+
+    page.click("#clear")
+    draw(page, x[0], left=0.25)
+    stroke_glyph(page, PICTOGRAMS["star"](), left=0.75)
+    assert answer_becomes(page, str(y[0])) == str(y[0])
+    assert boxes_become(page, 1, 1) == (1, 1)
+    assert page.locator("#message").inner_text() == "1 mark is not a digit."
+    digit_box = page.locator("#boxes .box.digit").bounding_box()
+    doodle_box = page.locator("#boxes .box.rejected").bounding_box()
+    assert digit_box["x"] + digit_box["width"] <= doodle_box["x"]  # each box sits over its own mark
+    page.screenshot(path=str(ARTIFACTS / "digit-and-doodle.png"))

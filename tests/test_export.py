@@ -24,9 +24,11 @@ def test_float_exports_agree_with_keras(fmt, model_dir, mnist, tmp_path):
     f = export(model_dir, fmt, tmp_path / fmt)
     print(json.dumps({k: v for k, v in f.items() if k != "path"}))
     assert f["argmax_agreement"] >= 0.999
-    assert f["max_abs_diff"] < 1e-4
+    assert f["max_abs_diff"] < 1e-4 and f["digit_score_max_abs_diff"] < 1e-4  # the digit score travels too
+    assert f["rejection_agreement"] == 1.0
     card = (tmp_path / fmt / "MODEL_CARD.md").read_text()
     assert f"{f['test_accuracy'] * 100:.2f}%" in card and "Known limits" in card and "Western Arabic" in card
+    assert "Output `digit_score`" in card and "min_digit_score" in card
 
 
 def test_savedmodel_layout_for_tf_serving(model_dir, mnist, tmp_path):
@@ -45,7 +47,8 @@ def test_savedmodel_layout_for_tf_serving(model_dir, mnist, tmp_path):
 
     sig = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
     assert list(sig.structured_input_signature[1]) == ["image"]
-    assert sorted(sig.structured_outputs) == ["logits", "probabilities"]  # logits: for a temperature, scores
+    assert sorted(sig.structured_outputs) == ["digit_score", "logits", "probabilities"]
+    assert "outputs['digit_score']" in cli.stdout
 
 
 def test_int8_accuracy_within_0_3_points(model_dir, mnist, tmp_path):
@@ -55,6 +58,9 @@ def test_int8_accuracy_within_0_3_points(model_dir, mnist, tmp_path):
     print(json.dumps({k: v for k, v in f.items() if k != "path"}))
     assert f["quantization"]["input"]["dtype"] == "int8" and f["quantization"]["output"]["dtype"] == "int8"
     assert abs(f["test_accuracy"] - f["keras_test_accuracy"]) <= 0.003
+    # The score comes in steps of 1/256 (the threshold is about 7 of them) and moves by up to about 0.15 in
+    # int8 arithmetic; what matters is the decision it feeds: measured 99.77% the same as Keras.
+    assert f["rejection_agreement"] >= 0.995
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "## Quantization" in card and "zero point" in card
 

@@ -1,4 +1,4 @@
-"""One contract for every architecture in the registry (and the ensemble)."""
+"""One contract for every architecture in the registry (and the ensemble): digit probabilities and a digit score."""
 
 import numpy as np
 import pytest
@@ -21,31 +21,44 @@ def batch():
     return rng.uniform(0, 1, (64, 28, 28)).astype(np.float32), rng.integers(0, 10, 64)
 
 
+def probabilities(model, x):
+    return np.asarray(model(x, training=False)["probabilities"])
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-def test_outputs_are_probabilities(arch, batch):
-    probs = np.asarray(ARCHS[arch]()(batch[0][:7], training=False))
-    assert probs.shape == (7, 10) and probs.dtype == np.float32
+def test_outputs_are_probabilities_and_a_digit_score(arch, batch):
+    out = ARCHS[arch]()(batch[0][:7], training=False)
+    assert set(out) == {"probabilities", "digit_score"}
+    probs, score = np.asarray(out["probabilities"]), np.asarray(out["digit_score"])
+    assert probs.shape == (7, 10) and probs.dtype == np.float32 and score.shape == (7, 1)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    assert (probs >= 0).all()
+    assert (probs >= 0).all() and ((score > 0) & (score < 1)).all()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load_round_trip_is_identical(arch, batch, tmp_path):
     model = ARCHS[arch]()
-    before = np.asarray(model(batch[0], training=False))
+    before = model(batch[0], training=False)
     model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
-    np.testing.assert_array_equal(np.asarray(loaded(batch[0], training=False)), before)
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)(batch[0], training=False)
+    for name in before:
+        np.testing.assert_array_equal(np.asarray(loaded[name]), np.asarray(before[name]))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_overfits_64_samples(arch, batch):
-    x, labels = batch  # random images with random labels: only memorization can fit them
+def test_overfits_64_samples_through_the_training_view(arch, batch):
+    from digitnet.models.layers import DigitLoss, accuracy
+
+    x, labels = batch  # random images with random labels, half of them "not a digit": only memorization fits
+    is_digit = np.arange(64) % 2 == 0
+    y = np.concatenate([np.eye(10)[labels] * is_digit[:, None], is_digit[:, None]], axis=1).astype(np.float32)
     model = ARCHS[arch]()
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", jit_compile=False)
-    model.fit(x, labels, epochs=150, batch_size=64, verbose=0, shuffle=False)
-    accuracy = (np.asarray(model(x, training=False)).argmax(1) == labels).mean()
-    assert accuracy == 1.0
+    train = zoo.training_view(model)
+    train.compile(keras.optimizers.Adam(3e-3), DigitLoss(), metrics=[accuracy], jit_compile=False)
+    train.fit(x, y, epochs=150, batch_size=64, verbose=0, shuffle=False)
+    out = model(x, training=False)  # the shipped view shares the weights
+    assert (probabilities(model, x).argmax(1) == labels)[is_digit].all()
+    assert ((np.asarray(out["digit_score"])[:, 0] > 0.5) == is_digit).all()
 
 
 def test_tutorial_wraps_trained_parameters():
@@ -55,17 +68,20 @@ def test_tutorial_wraps_trained_parameters():
     params = {k: v.numpy() * 0.01 for k, v in initialize_parameters(layout, seed=3).items()}  # raw-pixel scale
     x = np.random.default_rng(1).integers(0, 256, (50, 784)).astype(np.float32)
     wrapped = zoo.tutorial(params)
-    keras_labels = np.asarray(wrapped(x.reshape(-1, 28, 28) / 255, training=False)).argmax(1)
-    np.testing.assert_array_equal(keras_labels, predict(x, params))
+    out = wrapped(x.reshape(-1, 28, 28) / 255, training=False)
+    assert set(out) == {"probabilities"}  # a network trained without non-digits has no digit head
+    np.testing.assert_array_equal(np.asarray(out["probabilities"]).argmax(1), predict(x, params))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_model_ends_in_linear_logits_then_a_softmax(arch, batch):
     model = ARCHS[arch]()
-    assert model.layers[-1].name == "probabilities" and isinstance(model.layers[-1], keras.layers.Softmax)
+    assert isinstance(model.get_layer("probabilities"), keras.layers.Softmax)
+    logits_layer = model.get_layer("logits")  # linear: a Dense without activation, or an average of such
+    assert getattr(logits_layer, "activation", keras.activations.linear) is keras.activations.linear
     logits = np.asarray(zoo.logits_model(model)(batch[0][:5], training=False))
     soft = np.exp(logits - logits.max(1, keepdims=True))
-    np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), np.asarray(model(batch[0][:5], training=False)),
+    np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), probabilities(model, batch[0][:5]),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -104,20 +120,23 @@ def test_saved_final_model_loads_with_plain_keras(batch, tmp_path):
 
     from digitnet.training import final_model
 
-    a, b = zoo.cnn(width=8, seed=1, name="a"), zoo.cnn(width=8, seed=2, name="b")
+    a, b = (zoo.training_view(zoo.cnn(width=8, seed=s, name=n)) for s, n in ((1, "a"), (2, "b")))
     for m in (a, b):  # give the moving statistics non-trivial values
         m(batch[0], training=True)
     for models in ([a], [a, b]):
         portable = final_model(models)
-        # An ensemble averages its members' logits, then applies the softmax.
-        logits = np.mean([np.asarray(zoo.logits_model(m)(batch[0], training=False)) for m in models], axis=0)
-        expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(np.asarray(portable(batch[0], training=False)), expected, atol=1e-5)
+        # An ensemble averages its members' logits (and digit logits), then applies the softmax (and sigmoid).
+        heads = np.mean([np.asarray(m(batch[0], training=False)) for m in models], axis=0)  # (n, 11)
+        expected = np.exp(heads[:, :10]) / np.exp(heads[:, :10]).sum(axis=1, keepdims=True)
+        out = portable(batch[0], training=False)
+        np.testing.assert_allclose(np.asarray(out["probabilities"]), expected, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(out["digit_score"])[:, 0], 1 / (1 + np.exp(-heads[:, 10])), atol=1e-5)
         portable.save(tmp_path / "m.keras")
         np.save(tmp_path / "x.npy", batch[0])
         code = ("import sys, numpy as np, keras; assert 'digitnet' not in sys.modules; "
                 f"m = keras.models.load_model({str(tmp_path / 'm.keras')!r}, safe_mode=True); "
-                f"np.save({str(tmp_path / 'p.npy')!r}, np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))))")
+                f"p = m(np.load({str(tmp_path / 'x.npy')!r}))['probabilities']; "
+                f"np.save({str(tmp_path / 'p.npy')!r}, np.asarray(p))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
         np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-5)

@@ -175,3 +175,55 @@ def test_fuzz_arrays_only_clear_errors(a):
         assert all(d.image.shape == (28, 28) for d in seg.digits)
     except ImageError:
         pass
+
+
+def ring(size=80, thickness=9):
+    """A '0'-like ring, float ink in [0, 1]."""
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    r = np.hypot(yy / 1.3, xx)
+    return ((r < size * 0.3) & (r > size * 0.3 - thickness)).astype(np.float32)
+
+
+def test_lines_start_only_where_paper_runs_across():
+    page = np.ones((300, 500), np.float32)
+    for x, dy in [(40, 0), (140, 35), (240, -30), (340, 20)]:  # one number, drifting by 0.45 of its height
+        page[80 + dy : 160 + dy, x : x + 80] -= ring()
+    page[230:290, 200:260] -= ring(60, 7)  # a second line under a band of blank paper
+    seg = segment(np.clip(page, 0, 1))
+    assert [d.line for d in seg.digits] == [0, 0, 0, 0, 1]
+
+
+def test_ruled_and_boxed_paper_lines_are_paper_not_ink():
+    page = np.full((240, 560), 0.95, np.float32)
+    page[150:152, :] = 0.6  # ruled lines across the page, fainter than the pen
+    page[60:62, :] = 0.6
+    for x in (60, 200, 340):  # comb boxes: vertical edges from rule to rule
+        page[60:152, x : x + 2] = 0.6
+    for x in (90, 230, 370):  # three rings written on the line, crossing it
+        page[80:165, x : x + 80] = np.minimum(page[80:165, x : x + 80], 1 - ring(85, 9)[:, 2:82])  # rows 89-155
+    seg = segment(page)
+    assert len(seg.digits) == 3, [d.box for d in seg.digits]  # no box edge read as a 1, no ring cut in two
+    assert all(64 <= d.box[3] <= 70 for d in seg.digits)  # each ring whole: as tall as drawn (67 px)
+    plain = page.copy()
+    plain[plain == np.float32(0.6)] = 0.95
+    assert len(segment(plain).digits) == 3
+
+
+def test_a_long_stroke_of_the_writing_is_not_taken_for_a_rule():
+    mask = np.zeros((100, 300), bool)
+    mask[45:52, 20:280] = True  # a long bar crossed by a stroke as tall as a third of it: writing, not paper
+    mask[10:90, 140:147] = True
+    assert pp._rules(mask, mask) is None
+    mask[75:90, 60:75] = True  # with small writing beside it (under 1/2.5 of its length), the bar is a rule
+    assert pp._rules(mask, mask) is not None and pp._rules(mask, mask)[48, 30]
+
+
+def test_line_opening_matches_scipy_binary_opening():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(3, 40)), int(rng.integers(3, 60)))) < 0.8
+        length, axis = int(rng.integers(1, 25)), int(rng.integers(0, 2))
+        expected = ndimage.binary_opening(mask, structure=np.ones((1, length) if axis else (length, 1), bool))
+        np.testing.assert_array_equal(pp._open_line(mask, length, axis), expected)

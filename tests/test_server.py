@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from renders import inverted, number_image
 
@@ -70,6 +70,20 @@ def test_predict_multipart(client, seven):
     assert img.size == (28, 28)
 
 
+def test_not_a_digit_over_the_api(client):
+    star = Image.new("L", (200, 200), 255)
+    points = [(100 + 80 * np.cos(a), 100 + 80 * np.sin(a)) for a in np.radians(np.arange(0, 721, 144) - 90)]
+    ImageDraw.Draw(star).line(points, fill=0, width=12, joint="curve")
+    buf = io.BytesIO()
+    star.save(buf, format="PNG")
+    threshold = client.get("/api/model").json()["min_digit_score"]
+    body = client.post("/api/predict", files={"file": ("star.png", buf.getvalue(), "image/png")}).json()
+    assert body["digits"] is None and body["reason"] == "not a digit" and body["predictions"] == []
+    assert [r["reason"] for r in body["rejected"]] == ["not a digit"] and body["rejected"][0]["digit_score"] < threshold
+    forced = client.post("/api/predict?min_digit_score=0", files={"file": ("star.png", buf.getvalue(), "image/png")})
+    assert forced.json()["digits"] is not None and forced.json()["rejected"] == []
+
+
 def test_predict_json_image_with_and_without_data_url(client, seven):
     b64 = base64.b64encode(seven).decode()
     for value in (b64, f"data:image/png;base64,{b64}"):
@@ -124,6 +138,7 @@ def test_error_paths(client, seven):
     assert_error(client.post("/api/predict", json={"image": ""}), 422, "non-empty base64")
     assert_error(client.post("/api/predict", files={"other": ("x.png", seven, "image/png")}), 422, "field 'file'")
     assert_error(client.post("/api/predict?top_k=11", json={"image": "AA=="}), 422, "top_k")
+    assert_error(client.post("/api/predict?min_digit_score=1.5", json={"image": "AA=="}), 422, "min_digit_score")
     assert_error(client.post("/api/predict/batch", json={}), 415, "multipart/form-data")
     assert_error(client.get("/nope"), 404, "Not Found")
     assert_error(client.get("/api/predict"), 405, "Method Not Allowed")
@@ -198,7 +213,7 @@ def test_responses_validate_against_the_openapi_schema(client, seven, digits):
 
     ok = spec["paths"]["/api/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     reading = spec["components"]["schemas"][ok["$ref"].rsplit("/", 1)[-1]]
-    assert {"digits", "predictions", "reason", "error", "file"} <= set(reading["properties"])
+    assert {"digits", "predictions", "rejected", "reason", "error", "file"} <= set(reading["properties"])
     multipart = client.post("/api/predict?top_k=3", files={"file": ("seven.png", seven, "image/png")}).json()
     check("/api/predict", 200, multipart)
     check("/api/predict", 200, client.post("/api/predict", json={"pixels": digits[0][1].tolist()}).json())

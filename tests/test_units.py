@@ -117,18 +117,26 @@ def test_validation_split_is_fixed_and_disjoint():
 def test_epoch_dataset_is_a_function_of_seed_and_epoch():
     import tensorflow as tf
 
-    from digitnet.training import epoch_dataset
+    from digitnet.training import Pools, epoch_dataset
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
     y = tf.constant(rng.integers(0, 10, 40, dtype=np.uint8))
     cfg = make_config("cnn", "default", batch_size=16, seed=3)
 
+    pools = Pools(negatives=tf.constant(np.full((5, 28, 28), 7, np.uint8)),
+                  captures=tf.constant(np.full((3, 28, 28), 9, np.uint8)), capture_labels=tf.constant([4, 4, 4]))
+
     def batches(cfg, epoch):
-        return [(a.numpy(), b.numpy()) for a, b in epoch_dataset(x, y, cfg, epoch)]
+        return [(a.numpy(), b.numpy()) for a, b in epoch_dataset(x, y, cfg, epoch, pools)]
 
     first, again = batches(cfg, 0), batches(cfg, 0)
-    assert len(first) == 2 and first[0][0].shape == (16, 28, 28) and first[0][1].shape == (16, 10)
+    assert len(first) == 2 and first[0][0].shape == (16, 28, 28) and first[0][1].shape == (16, 11)
+    k = round(cfg.negatives * 16)  # the last k images of each batch are non-digits: label all zeros
+    assert k == 2 and (first[0][1][-k:] == 0).all() and (first[0][1][:-k, 10] == 1).all()
+    assert (first[0][1][:-k, :10].sum(1) == 1).all()
+    captures = first[0][1][-k - round(cfg.captures * 16) : -k]  # before them, the captures: all labelled 4
+    assert len(captures) == 2 and (captures[:, 4] == 1).all()
     for (a, b), (c, d) in zip(first, again):
         np.testing.assert_array_equal(a, c)  # augmentation included
         np.testing.assert_array_equal(b, d)
@@ -285,5 +293,47 @@ def test_with_temperature_divides_the_logits_and_keeps_the_answers():
     hot = zoo.with_temperature(model, 0.25)
     assert zoo.temperature_of(model) == 1.0 and zoo.temperature_of(hot) == pytest.approx(0.25)
     logits = np.asarray(zoo.logits_model(hot)(x, training=False))
-    np.testing.assert_allclose(np.asarray(hot(x, training=False)), softmax(logits, 0.25), atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(hot(x)).argmax(1), np.asarray(model(x)).argmax(1))
+    np.testing.assert_allclose(np.asarray(hot(x, training=False)["probabilities"]), softmax(logits, 0.25), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(hot(x)["probabilities"]).argmax(1),
+                                  np.asarray(model(x)["probabilities"]).argmax(1))
+    # The digit score has no temperature: the copy scores exactly as the original.
+    np.testing.assert_array_equal(np.asarray(hot(x)["digit_score"]), np.asarray(model(x)["digit_score"]))
+
+
+def test_digit_score_threshold_rejects_at_most_the_share_asked():
+    from digitnet.evaluation import digit_score_threshold
+
+    scores = np.random.default_rng(0).uniform(0, 1, 5000)
+    t = digit_score_threshold(scores, 0.003)
+    assert (scores < t["min_digit_score"]).mean() <= 0.003 == pytest.approx(t["validation_false_rejection"], abs=3e-4)
+    assert (scores < t["min_digit_score"] + 1e-4).mean() > 0.003 - 1e-3  # and it is the highest such threshold
+    assert digit_score_threshold(scores, 0.0)["min_digit_score"] <= scores.min()
+
+
+def test_non_digit_generators_training_and_held_out_are_disjoint_and_seeded():
+    from digitnet.data import negatives
+
+    assert not set(negatives.TRAINING) & set(negatives.HELD_OUT)
+    assert set(negatives.TRAINING) == set(negatives.TRAINING_MIX)
+    ambiguous = set("O0DQIl1JTLS5Z2B8Gb6gq9?$")  # left out of the held-out letters: digits in some hands
+    assert not ambiguous & set(negatives.LETTERS)
+    rng = np.random.default_rng(0)
+    digits, labels = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), rng.integers(0, 10, 50)
+    a = negatives.training_negatives(40, digits, labels, seed=1)
+    assert a.shape == (40, 28, 28) and a.dtype == np.uint8 and (a.reshape(40, -1).max(1) > 200).all()
+    np.testing.assert_array_equal(a, negatives.training_negatives(40, digits, labels, seed=1))
+    assert not np.array_equal(a, negatives.training_negatives(40, digits, labels, seed=2))
+    im = negatives.render_glyph("letters", "K", np.random.default_rng(3))  # a whole image, dark on light
+    assert im.mode == "L" and np.asarray(im).mean() > 128
+
+
+def test_captures_are_training_digits_degraded_and_keep_their_labels():
+    from digitnet.data.captures import training_captures
+
+    digits = np.zeros((4, 28, 28), np.uint8)
+    digits[:, 6:22, 12:16] = 255  # four '1's
+    labels = np.array([1, 1, 1, 1])
+    images, out_labels = training_captures(12, digits, labels, seed=0)
+    assert images.shape == (12, 28, 28) and images.dtype == np.uint8 and (out_labels == 1).all()
+    assert (images.reshape(12, -1).max(1) == 255).all()  # MNIST form: peak at full scale
+    np.testing.assert_array_equal(images, training_captures(12, digits, labels, seed=0)[0])

@@ -154,7 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     init_from=args.init_from)
     test, training = metrics["test"], metrics["training"]
     print(f"test accuracy: {test['accuracy'] * 100:.2f}% ({test['errors']} errors in {test['n']}), "
-          f"loss {test['loss']:.4f}, ECE {test['ece']:.4f} (temperature {metrics['calibration']['temperature']:.3f})")
+          f"loss {test['loss']:.4f}, ECE {test['ece']:.4f} (temperature {metrics['calibration']['temperature']:.3f}), "
+          f"false rejection {test['false_rejection'] * 100:.2f}%")
     print(f"trained {sum(training['epochs'])} epochs in {training['seconds']:.1f} s "
           f"({training['wall_seconds']:.1f} s in all)")
     print(f"model: {Path(out) / 'model.keras'}")
@@ -174,7 +175,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"model: {predictor.path}")
     print(f"dataset: {info.name} ({scores['n']} test images)")
     print(f"accuracy: {scores['accuracy'] * 100:.2f}%  loss: {scores['loss']:.4f}  errors: {scores['errors']}  "
-          f"ECE: {scores['ece']:.4f}")
+          f"ECE: {scores['ece']:.4f}  false rejection: {scores['false_rejection'] * 100:.2f}% (digit score under "
+          f"{predictor.min_digit_score:g})")
     print(f"{'class':>12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for name, c in scores["per_class"].items():
         print(f"{name:>12} {c['precision']:9.4f} {c['recall']:7.4f} {c['f1']:7.4f} {c['support']:8d}")
@@ -204,7 +206,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             # stdin: at most the cap plus one byte, so that an endless stream is refused, not read.
             source = sys.stdin.buffer.read(MAX_BYTES + 1) if item == "-" else item
             r = predictor.predict_image(source, single=args.single, top_k=args.top_k,
-                                        min_confidence=args.min_confidence, file=item).to_dict()
+                                        min_confidence=args.min_confidence, min_digit_score=args.min_digit_score,
+                                        file=item).to_dict()
         except (DigitnetError, OSError) as e:  # this file only: the others are still read
             r, failed = Reading.failed(item, str(e)).to_dict(), True
         results.append(r)
@@ -221,10 +224,13 @@ def _describe(r: dict) -> str:
         return f"error: {r['error']}"
     if r["digits"] is None:
         return f"no digit ({r['reason']})"
-    preds = r["predictions"]
+    preds, rejected = r["predictions"], len(r["rejected"])
     text = r["digits"].replace("\n", " / ")
-    if len(preds) == 1:
-        text += f" ({preds[0]['probability'] * 100:.1f}%)"
+    notes = [f"{preds[0]['probability'] * 100:.1f}%"] if len(preds) == 1 else []
+    if rejected:
+        notes.append(f"{rejected} mark{'s' if rejected > 1 else ''} not a digit")
+    if notes:
+        text += f" ({', '.join(notes)})"
     low = [str(p["digit"]) for p in preds if p["low_confidence"]]
     if low:
         text += f" [low confidence: {', '.join(low)}]"
@@ -365,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-confidence", type=_float_in(0.0, 1.0), metavar="P",
                     help="flag predictions under this probability (default: calibrated with the model, else "
                          f"{presets.DEFAULT_MIN_CONFIDENCE})")
+    pr.add_argument("--min-digit-score", type=_float_in(0.0, 1.0), metavar="P",
+                    help="a mark scoring under this is 'not a digit' and is not read; 0 reads every mark "
+                         "(default: calibrated with the model, else "
+                         f"{presets.DEFAULT_MIN_DIGIT_SCORE:g})")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
     _add_backend_arg(pr)
     pr.set_defaults(func=cmd_predict)

@@ -2,7 +2,7 @@
 
 Every file takes float32 ``image`` (batch, 28, 28) in [0, 1], white ink on black, centred (the int8
 model takes int8) and returns the named outputs in :data:`OUTPUTS`: ``probabilities`` (batch, 10),
-and ``logits`` (batch, 10) before the softmax.
+``logits`` (batch, 10) before the softmax, and ``digit_score`` (batch,), the belief that it is a digit at all.
 """
 
 from __future__ import annotations
@@ -21,25 +21,31 @@ INPUT_NAME = "image"
 
 
 def named_outputs(model):
-    """A function image -> {"logits", "probabilities"} over ``model``'s weights.
+    """A function image -> {"digit_score", "logits", "probabilities"} over ``model``'s weights.
 
-    Models saved before the output contract (a softmax inside the last Dense layer) have no ``logits``
-    layer; their log-probabilities stand in, which the softmax maps back to the same probabilities.
+    ``digit_score`` is (batch,). A model with no digit head (the tutorial's wrapped network) scores every
+    image 1: it cannot tell. Models saved before the output contract (a softmax inside the last Dense
+    layer) have no ``logits`` layer; their log-probabilities stand in, which the softmax maps back to the
+    same probabilities.
     """
     import keras
 
     tf = import_tf()
     names = {layer.name for layer in model.layers}
     if "logits" in names:
-        both = keras.Model(model.input, [model.get_layer("logits").output, model.output])
+        heads = {name: model.get_layer(name).output for name in OUTPUTS if name in names}
+        both = keras.Model(model.input, heads)
 
-        def fn(image):  # (batch, 28, 28) -> 2 x (batch, 10)
-            logits, probs = both(image, training=False)
-            return {"logits": logits, "probabilities": probs}
+        def fn(image):  # (batch, 28, 28) -> (batch,), (batch, 10), (batch, 10)
+            out = both(image, training=False)
+            probs = out["probabilities"]
+            score = tf.reshape(out["digit_score"], [-1]) if "digit_score" in out else tf.ones_like(probs[:, 0])
+            return {"digit_score": score, "logits": out["logits"], "probabilities": probs}
     else:
         def fn(image):
             probs = model(image, training=False)
-            return {"logits": tf.math.log(tf.maximum(probs, 1e-12)), "probabilities": probs}
+            return {"digit_score": tf.ones_like(probs[:, 0]), "logits": tf.math.log(tf.maximum(probs, 1e-12)),
+                    "probabilities": probs}
     return fn
 
 
@@ -50,7 +56,7 @@ def input_spec():
 
 def export_savedmodel(model, out: Path) -> Path:
     """``out/1/``: the versioned layout TensorFlow Serving loads as is, signature ``serving_default``
-    taking ``image`` and returning ``logits`` and ``probabilities``."""
+    taking ``image`` and returning ``digit_score``, ``logits`` and ``probabilities``."""
     import keras
 
     def write(tmp: Path) -> None:

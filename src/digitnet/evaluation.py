@@ -13,6 +13,7 @@ import numpy as np
 from . import config
 from ._version import __version__
 from .fileio import atomic_write_json
+from .presets import MAX_FALSE_REJECTION
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -116,6 +117,17 @@ def calibrate(probs: np.ndarray, labels: np.ndarray, max_flagged_correct: float 
                                            "validation answers"}
 
 
+def digit_score_threshold(scores: np.ndarray, max_rejected: float = MAX_FALSE_REJECTION) -> dict:
+    """Pick ``min_digit_score`` on validation *digits*: the highest threshold that rejects at most
+    ``max_rejected`` of them (a score under the threshold is "not a digit")."""
+    scores = np.sort(np.asarray(scores, np.float64).ravel())
+    k = int(np.floor(max_rejected * len(scores)))  # at most k scores may lie under the threshold
+    threshold = float(np.floor(scores[k] * 1e6) / 1e6) if len(scores) else 0.0  # rounded down: never more
+    return {"min_digit_score": threshold,
+            "validation_false_rejection": float((scores < threshold).mean()) if len(scores) else 0.0,
+            "digit_score_rule": f"highest threshold rejecting <= {max_rejected:.1%} of validation digits"}
+
+
 def default_report_dir(dataset_name: str) -> Path:
     """A new folder for one evaluation: ``$DIGITNET_HOME/reports/<time>-<dataset>``."""
     return config.reports_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(dataset_name).name}"
@@ -131,11 +143,14 @@ def evaluate(predictor, test: tuple[np.ndarray, np.ndarray], info, report_dir: s
     """
     x_test, y_test = test
     probs = predictor.predict_proba(x_test, tta=tta)
+    digit_scores = predictor.run(x_test, ("digit_score",))["digit_score"]  # (n,)
     extra = dict(extra or {})
     metrics = {
         "model": {"file": str(predictor.path) if predictor.path else None, "backend": predictor.backend,
                   "tta": tta, **extra.pop("model", {})},
-        "test": scores(probs, y_test, info.classes),
+        # False rejection: test digits whose digit score falls under the model's threshold ("not a digit").
+        "test": {**scores(probs, y_test, info.classes),
+                 "false_rejection": float((digit_scores < predictor.min_digit_score).mean()) if len(y_test) else 0.0},
         **{k: v for k, v in extra.items() if k != "dataset"},
         "dataset": {"name": info.name, "sha256": info.sha256, "classes": list(info.classes),
                     **extra.get("dataset", {}), "test": len(y_test)},

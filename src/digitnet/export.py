@@ -48,9 +48,11 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None,
         path = conversion.CONVERTERS[fmt](predictor.model, out)
     seconds = time.perf_counter() - t0
 
-    reference = predictor.predict_proba(x_test)
+    expected = predictor.run(x_test, ("digit_score", OUTPUT_NAME))
+    reference = expected[OUTPUT_NAME]
     run = open_file(fmt, path)
-    probs = run.run(x_test.astype(np.float32) / 255.0, (OUTPUT_NAME,))[OUTPUT_NAME]
+    got = run.run(x_test.astype(np.float32) / 255.0, ("digit_score", OUTPUT_NAME))
+    probs = got[OUTPUT_NAME]
     size = sum(f.stat().st_size for f in (path.rglob("*") if path.is_dir() else [path]) if f.is_file())
     figures = {
         "format": fmt, "path": str(path), "bytes": size, "export_seconds": round(seconds, 2),
@@ -58,6 +60,10 @@ def export(model_path, fmt: str, out, *, data_dir=None, cache_dir=None,
         "keras_test_accuracy": float((reference.argmax(1) == y_test).mean()),
         "argmax_agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
         "max_abs_diff": float(np.abs(probs - reference).max()),
+        "digit_score_max_abs_diff": float(np.abs(got["digit_score"] - expected["digit_score"]).max()),
+        # Whether the export rejects ("not a digit") exactly the test images the Keras model rejects.
+        "rejection_agreement": float(((got["digit_score"] < predictor.min_digit_score)
+                                      == (expected["digit_score"] < predictor.min_digit_score)).mean()),
         "n": int(len(y_test)),
     }
     if fmt == "tflite-int8":
@@ -88,6 +94,7 @@ def _write_card(out: Path, predictor, f: dict) -> None:
                            for name, t in q.items())
                  + f"\nreal = scale × (int8 − zero point). Calibrated on {f['calibration_size']:,} training "
                    "images.\n")
+    min_digit_score = info.get("calibration", {}).get("min_digit_score", "0 (not calibrated: nothing is rejected)")
     io = ("int8 (batch, 28, 28): quantize pixel/255 with the input parameters below" if int8
           else "float32 (batch, 28, 28) in [0, 1]")
     card = f"""# Model card: digitnet {predictor.model.name} ({f['format']})
@@ -103,6 +110,9 @@ def _write_card(out: Path, predictor, f: dict) -> None:
 - Output `{OUTPUT_NAME}`: {"int8" if int8 else "float32"} (batch, 10), the probability of each digit 0-9.
 - Output `logits`: {"int8" if int8 else "float32"} (batch, 10), the raw logits, before the
   temperature and the softmax (for logit-based scores).
+- Output `digit_score`: {"int8" if int8 else "float32"} (batch,), the model's belief in [0, 1] that the
+  image is a digit at all. Under {min_digit_score} (`calibration.min_digit_score` in metrics.json: the
+  highest threshold that rejects at most 0.3% of MNIST validation digits) the mark is "not a digit".
 
 ## Data
 {data} MNIST is by Yann LeCun and Corinna Cortes (CC BY-SA 3.0). The accuracy below is measured on the
@@ -115,12 +125,16 @@ def _write_card(out: Path, predictor, f: dict) -> None:
 | test accuracy of the Keras model | {f['keras_test_accuracy'] * 100:.2f}% |
 | argmax agreement with Keras | {f['argmax_agreement'] * 100:.2f}% |
 | max abs. difference in probabilities | {f['max_abs_diff']:.2e} |
+| max abs. difference in digit scores | {f['digit_score_max_abs_diff']:.2e} |
+| same "not a digit" decision as Keras | {f['rejection_agreement'] * 100:.2f}% |
 {quant}
 ## Intended use
 Reading single handwritten digits, or digits segmented from a number, in forms, drawings and demos.
 
 ## Known limits
-- MNIST-style digits only: Western Arabic numerals 0-9, one per input; no letters, no other scripts.
+- MNIST-style digits only: Western Arabic numerals 0-9, one per input; no other scripts. Letters,
+  symbols and doodles mostly score under the digit-score threshold (rates per kind in the project's
+  docs/PERFORMANCE.md), but the score is learned from procedural non-digits and is not a guarantee.
 - It expects the MNIST input form above; raw camera frames give wrong answers without preprocessing.
 - Probabilities are calibrated on MNIST validation digits by a temperature inside the model (training
   with label smoothing leaves them underconfident otherwise); `logits` are before that temperature.

@@ -12,8 +12,17 @@ import numpy as np
 from .arrays import check_pixels
 from .errors import ConfigError, InputError, ModelOutputError
 from .models.saving import load_model, resolve_model_path, shipped_model_path
-from .presets import DEFAULT_BACKEND, DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES, OUTPUTS, PIXELS, TTA_ANGLES
-from .results import DigitPrediction, Reading
+from .presets import (
+    DEFAULT_BACKEND,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_MIN_DIGIT_SCORE,
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    OUTPUTS,
+    PIXELS,
+    TTA_ANGLES,
+)
+from .results import NOT_A_DIGIT, DigitPrediction, Reading, Rejected
 from .runtimes import open_runner
 
 log = logging.getLogger(__name__)
@@ -92,10 +101,11 @@ class Predictor:
         return check_pixels(x)
 
     def run(self, x, names: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
-        """The runtime's named outputs for MNIST-form images: ``logits`` and ``probabilities``, (n, 10)."""
+        """The runtime's named outputs for MNIST-form images: ``logits`` and ``probabilities``, (n, 10),
+        and ``digit_score``, (n,)."""
         x = self.to_mnist_batch(x)
         if len(x) == 0:
-            return {name: np.zeros((0, NUM_CLASSES), np.float32) for name in names}
+            return {name: np.zeros((0,) if name == "digit_score" else (0, NUM_CLASSES), np.float32) for name in names}
         out = self.runner.run(x, names)
         if not all(np.isfinite(v).all() for v in out.values()):  # never pass NaN on as an answer
             raise ModelOutputError(f"the model returned non-finite numbers ({self.backend} backend, "
@@ -126,13 +136,28 @@ class Predictor:
         """The calibrated low-confidence threshold stored with the model (see ``evaluation.calibrate``)."""
         return float(self.info.get("calibration", {}).get("min_confidence", DEFAULT_MIN_CONFIDENCE))
 
+    @property
+    def min_digit_score(self) -> float:
+        """The calibrated digit-score threshold stored with the model (see ``evaluation.digit_score_threshold``):
+        a mark that scores under it is "not a digit". 0 (reject nothing) for a model calibrated without it."""
+        return float(self.info.get("calibration", {}).get("min_digit_score", DEFAULT_MIN_DIGIT_SCORE))
+
+    @staticmethod
+    def _threshold(name: str, value: float | None, default: float) -> float:
+        value = default if value is None else float(value)
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"{name} must lie in [0, 1], got {value}")
+        return value
+
     def predict_image(self, image, *, single: bool = False, top_k: int | None = None,
-                      min_confidence: float | None = None, file: str | None = None,
-                      with_normalized: bool = False, max_pixels: int | None = None,
+                      min_confidence: float | None = None, min_digit_score: float | None = None,
+                      file: str | None = None, with_normalized: bool = False, max_pixels: int | None = None,
                       deadline: float | None = None) -> Reading:
         """Read the digits in a real image: a path, bytes, a file object, a PIL image or an array.
 
-        "No digit" is an answer (``digits`` is None and ``reason`` says why). Bad input raises
+        "No digit" is an answer (``digits`` is None and ``reason`` says why). Every mark found scores a
+        digit score; one under ``min_digit_score`` (default: the model's calibrated threshold; 0 turns
+        rejection off) is listed in ``rejected``, not read. Bad input raises
         :class:`~digitnet.errors.ImageError`. With a ``deadline`` (a ``time.monotonic()`` value) the work
         stops between stages once it has passed, raising :class:`~digitnet.errors.DeadlineExceeded`.
         """
@@ -140,34 +165,44 @@ class Predictor:
 
         if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
             raise InputError(f"top_k must be between 1 and 10, got {top_k}")
-        threshold = self.min_confidence if min_confidence is None else float(min_confidence)
-        if not 0.0 <= threshold <= 1.0:
-            raise InputError(f"min_confidence must lie in [0, 1], got {threshold}")
+        threshold = self._threshold("min_confidence", min_confidence, self.min_confidence)
+        reject_under = self._threshold("min_digit_score", min_digit_score, self.min_digit_score)
         seg = segment(image, single=single, max_pixels=max_pixels, deadline=deadline)
         result = Reading(file=file, reason=seg.reason)
         if not seg.digits:
             return result
         check_deadline(deadline)
-        batch = np.stack([d.image for d in seg.digits])  # (n, 28, 28) uint8
+        out = self.run(np.stack([d.image for d in seg.digits]), ("digit_score", "probabilities"))  # (n, 28, 28) in
         lines: dict[int, str] = {}
-        for d, p in zip(seg.digits, self.predict_proba(batch)):
+        for d, p, score in zip(seg.digits, out["probabilities"], out["digit_score"]):
+            if score < reject_under:
+                result.rejected.append(Rejected([int(v) for v in d.box], round(float(score), 6)))
+                continue
             pred = DigitPrediction.from_probabilities(p, d.box, threshold, top_k,
-                                                      d.image if with_normalized else None)
+                                                      d.image if with_normalized else None, score)
             result.predictions.append(pred)
             lines[d.line] = lines.get(d.line, "") + str(pred.digit)
-        result.digits = "\n".join(lines[k] for k in sorted(lines))
+        if lines:
+            result.digits = "\n".join(lines[k] for k in sorted(lines))
+        else:
+            result.reason = NOT_A_DIGIT
         return result
 
     def predict_mnist_image(self, image: np.ndarray, *, top_k: int | None = None, file: str | None = None,
-                            with_normalized: bool = False) -> Reading:
+                            with_normalized: bool = False, min_digit_score: float | None = None) -> Reading:
         """The reading of one image already in MNIST form (uint8 (28, 28), white on black), with no
-        segmentation; an all-black image is "blank image"."""
+        segmentation; an all-black image is "blank image", one scoring under ``min_digit_score`` "not a digit"."""
         image = np.asarray(image)
         if image.shape != (IMAGE_SIZE, IMAGE_SIZE) or image.dtype != np.uint8:
             raise InputError(f"expected a uint8 (28, 28) MNIST image, got {image.dtype} {image.shape}")
+        reject_under = self._threshold("min_digit_score", min_digit_score, self.min_digit_score)
         if not image.any():
             return Reading(file=file, reason="blank image")
-        p = self.predict_proba(image)[0]
-        pred = DigitPrediction.from_probabilities(p, (0, 0, IMAGE_SIZE, IMAGE_SIZE), self.min_confidence, top_k,
-                                                  image if with_normalized else None)
+        out = self.run(image, ("digit_score", "probabilities"))
+        p, score = out["probabilities"][0], float(out["digit_score"][0])
+        box = (0, 0, IMAGE_SIZE, IMAGE_SIZE)
+        if score < reject_under:
+            return Reading(file=file, reason=NOT_A_DIGIT, rejected=[Rejected(list(box), round(score, 6))])
+        pred = DigitPrediction.from_probabilities(p, box, self.min_confidence, top_k,
+                                                  image if with_normalized else None, score)
         return Reading(file=file, digits=str(pred.digit), predictions=[pred])

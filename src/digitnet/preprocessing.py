@@ -43,7 +43,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 log = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_MARKS", "Digit", "ImageError", "ImageTooLargeError", "Segmentation", "decode",
-           "ink_map", "segment", "to_mnist", "working"]
+           "from_4x", "ink_map", "segment", "to_mnist", "working"]
 
 
 @dataclass
@@ -315,6 +315,12 @@ def segment(source, single: bool = False, max_pixels: int | None = None,
         return seg
     threshold = max(MIN_CONTRAST, min(_otsu(ink / peak) * peak, 0.5 * peak))
     mask = ink > threshold
+    # Printed lines are often fainter than the writing: find them in a lower threshold, so that they are
+    # found whole rather than as a dotted trail of pieces.
+    rules = _rules(mask, ink > max(MIN_CONTRAST / 2, 0.4 * threshold))
+    if rules is not None:  # ruled, grid or boxed paper: the printed lines are paper, not ink
+        mask &= ~rules
+        ink = np.where(ndimage.binary_dilation(rules) & ~mask, 0.0, ink).astype(np.float32)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         seg.reason = "blank image"
@@ -366,18 +372,104 @@ def _merge_all(blobs: list[_Blob]) -> list[_Blob]:
 
 
 def _lines(blobs: list[_Blob]) -> list[list[_Blob]]:
-    """Group blobs into text lines by vertical overlap, top to bottom."""
+    """Group blobs into text lines, top to bottom. A new line starts only where a band of paper runs
+    across the whole text: drift, slant and mixed sizes inside a number never split it."""
     lines: list[list[_Blob]] = []
-    for b in sorted(blobs, key=lambda b: -b.mass):  # big blobs first define the lines
-        cy = (b.y0 + b.y1) / 2
-        for line in lines:
-            y0, y1 = min(m.y0 for m in line), max(m.y1 for m in line)
-            if y0 - 0.15 * (y1 - y0) <= cy <= y1 + 0.15 * (y1 - y0):
-                line.append(b)
-                break
+    bottom = -1
+    for b in sorted(blobs, key=lambda b: b.y0):
+        if lines and b.y0 < bottom:  # overlaps the rows of the line so far: same line
+            lines[-1].append(b)
         else:
             lines.append([b])
-    return sorted(lines, key=lambda ln: min(b.y0 for b in ln))
+        bottom = max(bottom, b.y1) if len(lines[-1]) > 1 else b.y1
+    return lines
+
+
+def _runs(mask: np.ndarray, length: int, axis: int) -> list[tuple[np.ndarray, tuple[slice, slice]]]:
+    """Straight runs of ink at least ``length`` long along ``axis`` (1: horizontal, 0: vertical), as
+    (pixels of the run, its bounding slices) per connected run."""
+    opened = _open_line(mask, length, axis)
+    labels, n = ndimage.label(opened, structure=np.ones((3, 3)))
+    return [(labels[box] == i + 1, box) for i, box in enumerate(ndimage.find_objects(labels)) if box is not None]
+
+
+def _open_line(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Morphological opening with a straight line of ``length`` pixels along ``axis``, in O(pixels): the
+    pixels covered by some window of ``length`` consecutive ink pixels. (``binary_opening`` costs O(pixels
+    x length), tens of milliseconds for a photo.)"""
+    n = mask.shape[axis]
+    if length > n:
+        return np.zeros_like(mask)
+    c = np.cumsum(mask, axis=axis, dtype=np.int32)
+    c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+    # full[i]: the window [i, i + length) is all ink; (n - length + 1) starts, padded to n with "no".
+    full = (np.take(c, np.arange(length, n + 1), axis=axis) - np.take(c, np.arange(0, n - length + 1), axis=axis)
+            ) == length
+    pad = [(0, 0)] * mask.ndim
+    pad[axis] = (0, length - 1)
+    full = np.pad(full, pad)
+    # A pixel is covered by a window starting at most length - 1 before it: a running max, backwards.
+    return ndimage.maximum_filter1d(full, size=length, axis=axis, origin=(length - 1) // 2, mode="constant")
+
+
+def _rules(mask: np.ndarray, faint: np.ndarray) -> np.ndarray | None:
+    """The printed lines of ruled, grid or boxed paper, found in the ``faint`` ink mask (h, w) (a lower
+    threshold than ``mask``, the writing's), or None when there are none.
+
+    A rule is a thin straight run of ink, horizontal or vertical, at least 2.5 times as long as the text
+    is tall; a box edge is a vertical run that reaches from one rule to another (the comb of a form).
+    Pixels of a rule that a stroke crosses are given back to the stroke, so that digits written across
+    or on a line are not cut.
+    """
+    h, w = mask.shape
+    horizontal = _runs(faint, max(12, w // 4), axis=1)
+    vertical = _runs(faint, max(12, h // 4), axis=0)
+    if not horizontal and not vertical:
+        return None
+    # The text's height, from the marks left once the clearly long runs (across 40% of the image) are taken
+    # out: shorter runs may be the writing's own strokes (a 1, the bar of a 7).
+    runs = np.zeros_like(mask)
+    for pixels, box, axis in [(p, b, 1) for p, b in horizontal] + [(p, b, 0) for p, b in vertical]:
+        if box[axis].stop - box[axis].start >= 0.4 * mask.shape[axis]:
+            runs[box] |= pixels
+    rest, _ = ndimage.label(mask & ~ndimage.binary_dilation(runs), structure=np.ones((3, 3)))
+    heights = [s[0].stop - s[0].start for s in ndimage.find_objects(rest) if s is not None]
+    heights = [v for v in heights if v >= 0.3 * max(heights)] if heights else []
+    text = float(np.median(heights)) if heights else 0.0
+    rules = np.zeros_like(mask)
+    thickness = []
+
+    def thin(pixels, box, axis) -> bool:  # a printed line: thin for its length
+        length = box[axis].stop - box[axis].start
+        return pixels.sum() / max(length, 1) <= max(4.0, 0.08 * length) if text else False
+
+    def take(pixels, box, axis) -> None:
+        rules[box] |= pixels
+        thickness.append(pixels.sum() / max(box[axis].stop - box[axis].start, 1))
+
+    for pixels, box in horizontal:
+        if box[1].stop - box[1].start >= 2.5 * text and thin(pixels, box, 1):
+            take(pixels, box, 1)
+    near_rule = ndimage.binary_dilation(rules, iterations=3)
+    for pixels, box in vertical:
+        length = box[0].stop - box[0].start
+        ys = np.flatnonzero(pixels.any(axis=1))
+        ends_on_rules = near_rule[box][ys[0]].any() and near_rule[box][ys[-1]].any()
+        if thin(pixels, box, 0) and (length >= 2.5 * text or (ends_on_rules and length >= text)):
+            take(pixels, box, 0)
+    if not rules.any():
+        return None
+    # Give crossing strokes their pixels back: rule pixels with stroke ink just above and below (or left and
+    # right of a vertical rule) belong to the stroke too.
+    strokes = mask & ~rules
+    width = int(np.ceil(max(thickness))) + 4  # a gap this tall is a rule's width plus anti-aliasing
+    # Three pixels wide: a slanted stroke's pieces above and below a rule do not line up exactly.
+    bridged = (ndimage.binary_closing(strokes, structure=np.ones((width, 3), bool)) |
+               ndimage.binary_closing(strokes, structure=np.ones((3, width), bool)))
+    # A stroke that runs along a rule keeps the rule pixels next to it, from both sides: its pieces meet again.
+    reach = max(1, int(np.ceil(max(thickness) / 2)))  # (iterations=0 would mean "until nothing changes")
+    beside = ndimage.binary_dilation(strokes, structure=np.ones((3, 3), bool), iterations=reach)
+    return rules & ~bridged & ~beside
 
 
 def _digits_in_line(line: list[_Blob], profile) -> list[_Blob]:
@@ -430,10 +522,19 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     # Work at 4x the final size: thicken thin strokes there, then shrink by area (anti-aliasing).
     k = 80 / max(h, w)
     big = _resize(np.ascontiguousarray(ink, dtype=np.float32), max(1, round(w * k)), max(1, round(h * k)))
-    big = _match_stroke(big)
+    return from_4x(_match_stroke(big))
+
+
+def from_4x(big: np.ndarray) -> np.ndarray:
+    """Ink (h, w) in [0, 1] at 4x MNIST's scale (longer side about 80 px, strokes about 14 px) to uint8
+    (28, 28) MNIST form: shrink by area into the 20-pixel box and centre by mass."""
+    ys, xs = np.nonzero(big > 0.05)
+    if len(ys) == 0:
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    big = np.ascontiguousarray(big[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], dtype=np.float32)
     bh, bw = big.shape
     small = _resize(big, max(1, round(bw / 4)), max(1, round(bh / 4)))  # longer side: 20 px
-    small = np.clip(small / max(float(small.max()), 1e-6) * 1.15, 0, 1)  # cores saturate, as in MNIST
+    small = small / max(float(small.max()), 1e-6)  # peak 1; the model's own first layers saturate the cores
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)  # (28, 28)
     cy, cx = ndimage.center_of_mass(small)
     # Place so that the centre of mass lands on the centre of the 28x28 field.

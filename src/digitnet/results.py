@@ -1,4 +1,4 @@
-"""The result types every reader of digits returns: :class:`Reading` of an image, :class:`DigitPrediction` per digit.
+"""What every reader returns: a :class:`Reading` per image, :class:`DigitPrediction` and :class:`Rejected` per mark.
 
 The CLI's ``--json``, the HTTP API and the Python API all serialize through ``to_dict()``, so the JSON
 shape is defined here once (the server's response models document it; see ``server/schemas.py``).
@@ -22,30 +22,46 @@ class DigitPrediction:
     probabilities: list[float]  # (10,) one per digit 0-9
     box: list[int]  # x, y, w, h in the source image's pixels
     low_confidence: bool  # probability under the calibrated threshold
+    digit_score: float = 1.0  # the model's belief that the mark is a digit at all, in [0, 1]
     top_k: list[list] | None = None  # [[digit, probability], ...] most likely first, when asked
     normalized: str | None = None  # base64 PNG of the 28x28 image the model saw, when asked
 
     @classmethod
     def from_probabilities(cls, p: np.ndarray, box, threshold: float, top_k: int | None = None,
-                           normalized: np.ndarray | None = None) -> DigitPrediction:
+                           normalized: np.ndarray | None = None, digit_score: float = 1.0) -> DigitPrediction:
         """Build one entry from (10,) probabilities."""
         label = int(p.argmax())
         return cls(
             digit=label, probability=round(float(p[label]), ROUND),
             probabilities=[round(float(v), ROUND) for v in p], box=[int(v) for v in box],
-            low_confidence=bool(p[label] < threshold),
+            low_confidence=bool(p[label] < threshold), digit_score=round(float(digit_score), ROUND),
             top_k=[[int(i), round(float(p[i]), ROUND)] for i in np.argsort(-p)[:top_k]] if top_k else None,
             normalized=png_base64(normalized) if normalized is not None else None,
         )
 
     def to_dict(self) -> dict:
         d = {"digit": self.digit, "probability": self.probability, "probabilities": self.probabilities,
-             "box": self.box, "low_confidence": self.low_confidence}
+             "box": self.box, "low_confidence": self.low_confidence, "digit_score": self.digit_score}
         if self.top_k is not None:  # optional fields are absent, not null, when not asked for
             d["top_k"] = self.top_k
         if self.normalized is not None:
             d["normalized"] = self.normalized
         return d
+
+
+NOT_A_DIGIT = "not a digit"
+
+
+@dataclass
+class Rejected:
+    """A mark the segmentation found that the model does not believe is a digit."""
+
+    box: list[int]  # x, y, w, h in the source image's pixels
+    digit_score: float  # under the threshold in force
+    reason: str = NOT_A_DIGIT
+
+    def to_dict(self) -> dict:
+        return {"box": self.box, "digit_score": self.digit_score, "reason": self.reason}
 
 
 @dataclass
@@ -58,6 +74,7 @@ class Reading:
     reason: str | None = None  # why there are no digits, in words
     predictions: list[DigitPrediction] = field(default_factory=list)
     error: str | None = None
+    rejected: list[Rejected] = field(default_factory=list)  # marks that are not digits: always present, maybe []
 
     @classmethod
     def failed(cls, file: str | None, message: str) -> Reading:
@@ -66,7 +83,8 @@ class Reading:
 
     def to_dict(self) -> dict:
         return {"file": self.file, "digits": self.digits, "reason": self.reason,
-                "predictions": [p.to_dict() for p in self.predictions], "error": self.error}
+                "predictions": [p.to_dict() for p in self.predictions],
+                "rejected": [r.to_dict() for r in self.rejected], "error": self.error}
 
 
 def png_base64(image: np.ndarray) -> str:

@@ -1,4 +1,4 @@
-"""Inference runtimes behind one interface: ``Runner.run(batch) -> {"logits", "probabilities"}``.
+"""Inference runtimes behind one interface: ``Runner.run(batch) -> {"digit_score", "logits", "probabilities"}``.
 
 One runner class per backend: Keras (a traced ``tf.function``), LiteRT/TFLite (float32 or int8), ONNX
 Runtime, and a loaded SavedModel (used to verify exports). Every runner takes float32 (n, 28, 28) in
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Runner:
-    """Runs a model on float32 (n, 28, 28) images in [0, 1]; returns ``{"logits", "probabilities"}``."""
+    """Runs a model on float32 (n, 28, 28) images in [0, 1]; returns its named outputs (see ``OUTPUTS``)."""
 
     def run(self, batch: np.ndarray, names: tuple[str, ...] = OUTPUTS) -> dict[str, np.ndarray]:
         """The named outputs for ``batch``; ask only for the ``names`` you need (a runtime may skip the rest)."""
@@ -135,6 +135,7 @@ class OnnxRunner(Runner):
 
 FILE_RUNNERS = {"savedmodel": SavedModelRunner, "tflite": TFLiteRunner, "tflite-int8": TFLiteRunner,
                 "onnx": OnnxRunner}
+CONVERSION_VERSION = 2  # bumped when what a conversion outputs changes: 2 added digit_score
 CACHE_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tflite-int8": "-int8.tflite"}
 
 
@@ -145,7 +146,8 @@ def open_file(fmt: str, path: Path) -> Runner:
 
 def cache_path(file: Path, backend: str) -> Path:
     """Where the conversion of the model ``file`` for ``backend`` is cached: by the file's sha256."""
-    return config.home() / "cache" / backend / f"{sha256_file(file)[:16]}{CACHE_SUFFIX[backend]}"
+    name = f"{sha256_file(file)[:16]}-v{CONVERSION_VERSION}{CACHE_SUFFIX[backend]}"
+    return config.home() / "cache" / backend / name
 
 
 def _digest_path(target: Path) -> Path:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import import_tf
-from .augment import augment_batch
+from .augment import augment_batch, renormalize
 from .checkpoints import load_checkpoint, new_state, read_state, save_epoch, save_model, write_state
 from .errors import CheckpointError, ConfigError, ModelOutputError, TrainingError
-from .evaluation import calibrate, ece, evaluate, fit_temperature, nll, softmax
+from .evaluation import calibrate, digit_score_threshold, ece, evaluate, fit_temperature, nll, softmax
 from .fileio import atomic_write_json
 from .inference import Predictor
 from .presets import NUM_CLASSES, PRESETS, TrainConfig, make_config  # noqa: F401  (re-exported)
@@ -31,6 +31,7 @@ tf = import_tf()
 import keras  # noqa: E402  (after TensorFlow, quietly)
 
 from .models import zoo  # noqa: E402
+from .models.layers import DigitLoss, accuracy  # noqa: E402
 from .models.saving import load_model  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -52,21 +53,80 @@ def split_validation(x: np.ndarray, y: np.ndarray, val_size: int):
     return (x[tr], y[tr]), (x[va], y[va])
 
 
-def epoch_dataset(x: tf.Tensor, y: tf.Tensor, cfg: TrainConfig, epoch: int) -> tf.data.Dataset:
-    """One epoch of batches: order and augmentation are functions of (seed, epoch) alone."""
+@dataclass
+class Pools:
+    """Images mixed into every batch besides the training digits: non-digits and degraded captures
+    (NumPy arrays or tensors)."""
+
+    negatives: np.ndarray | tf.Tensor | None = None  # uint8 (m, 28, 28), not digits
+    captures: np.ndarray | tf.Tensor | None = None  # uint8 (m, 28, 28), digits as a poor capture delivers them
+    capture_labels: np.ndarray | tf.Tensor | None = None  # (m,)
+
+    def on_device(self) -> Pools:
+        """The same pools as tensors (made once, not per epoch)."""
+        return Pools(*(None if a is None else tf.constant(a) for a in (self.negatives, self.captures,
+                                                                       self.capture_labels)))
+
+
+def epoch_dataset(x: tf.Tensor, y: tf.Tensor, cfg: TrainConfig, epoch: int, pools: Pools | None = None
+                  ) -> tf.data.Dataset:
+    """One epoch of batches: order and augmentation are functions of (seed, epoch) alone.
+
+    Each batch holds ``batch_size`` images: training digits, then a share ``cfg.captures`` of captures
+    and a share ``cfg.negatives`` of non-digits from ``pools`` (when given). Labels are (batch, 11): the
+    one-hot digit (zeros for a non-digit), then 1 for a digit and 0 for not, as
+    :class:`~digitnet.models.layers.DigitLoss` reads them. Every epoch keeps the same number of steps.
+    """
+    pools = pools or Pools()
     n = int(x.shape[0])
-    perm = np.random.default_rng([cfg.seed, epoch]).permutation(n).astype(np.int32)
-    ds = tf.data.Dataset.from_tensor_slices(perm).batch(cfg.batch_size, drop_remainder=n >= cfg.batch_size)
+    rng = np.random.default_rng([cfg.seed, epoch])
+    perm = rng.permutation(n).astype(np.int32)
+    full = n >= cfg.batch_size
+    k_neg = int(round(cfg.negatives * cfg.batch_size)) if pools.negatives is not None and full else 0
+    k_cap = int(round(cfg.captures * cfg.batch_size)) if pools.captures is not None and full else 0
+    steps = n // cfg.batch_size if full else 1
+    per = cfg.batch_size - k_neg - k_cap if full else n  # training digits per batch
+    digit_idx = perm[: steps * per].reshape(steps, per)
+    cap_idx = rng.integers(0, len(pools.captures) if k_cap else 1, (steps, k_cap)).astype(np.int32)
+    neg_idx = rng.integers(0, len(pools.negatives) if k_neg else 1, (steps, k_neg)).astype(np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((digit_idx, cap_idx, neg_idx))
     aug = cfg.augment if cfg.augment.active else None
 
-    def load(i, idx):  # idx: (batch,) indices into the training arrays
-        images = tf.cast(tf.gather(x, idx), tf.float32) / 255.0  # (batch, 28, 28)
+    def digits(images, labels):  # uint8 (k, 28, 28) and (k,) -> float images, (k, 11) labels
+        k = tf.shape(labels)[0]
+        return (tf.cast(images, tf.float32) / 255.0,
+                tf.concat([tf.one_hot(labels, NUM_CLASSES), tf.ones([k, 1])], axis=1))
+
+    def load(i, batch):  # (per,), (k_cap,), (k_neg,) indices into the training digits and the pools
+        idx, cidx, nidx = batch
+        images, labels = digits(tf.gather(x, idx), tf.gather(y, idx))  # (per, 28, 28), (per, 11)
+        if k_cap:
+            more, more_labels = digits(tf.gather(pools.captures, cidx), tf.gather(pools.capture_labels, cidx))
+            images, labels = tf.concat([images, more], 0), tf.concat([labels, more_labels], 0)
+        if k_neg:
+            images = tf.concat([images, tf.cast(tf.gather(pools.negatives, nidx), tf.float32) / 255.0], axis=0)
+            labels = tf.concat([labels, tf.zeros([k_neg, NUM_CLASSES + 1])], axis=0)  # (batch, 11)
         if aug is not None:
             images = augment_batch(images, tf.stack([cfg.seed * 1000 + epoch, tf.cast(i, tf.int32)]), aug)
-        return images, tf.one_hot(tf.gather(y, idx), NUM_CLASSES)
+        return renormalize(images), labels
 
     ds = ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_pools(cfg: TrainConfig, train) -> Pools:
+    """The run's non-digits and captures, generated from the *training* split with the run's seed."""
+    from .data.captures import training_captures
+    from .data.negatives import training_negatives
+
+    # A small training set needs few: its epochs have few batches to mix them into.
+    size = min(cfg.pool, 64 if cfg.dry_run else max(64, len(train[0]) // 16))
+    pools = Pools()  # NumPy: TensorFlow's runtime must not start before the distribution strategy is set up
+    if cfg.negatives:
+        pools.negatives = training_negatives(size, *train, seed=cfg.seed)
+    if cfg.captures:
+        pools.captures, pools.capture_labels = training_captures(size, *train, seed=cfg.seed)
+    return pools
 
 
 # ----------------------------------------------------------------------------------------- progress
@@ -149,15 +209,15 @@ def _split_cpu(n: int) -> None:
 def _build(cfg: TrainConfig, member: int, steps_per_epoch: int) -> keras.Model:
     seed = cfg.seed * 100 + member
     kwargs = {"cnn": dict(width=cfg.width), "mlp": dict(hidden=cfg.hidden, dropout=cfg.dropout)}.get(cfg.arch, {})
-    model = zoo.build(cfg.arch, seed=seed, **kwargs)
+    model = zoo.training_view(zoo.build(cfg.arch, seed=seed, **kwargs))  # (batch, 11): both heads
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(cfg.warmup * total)
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.lr / 10, decay_steps=max(1, total - warm), warmup_target=cfg.lr, warmup_steps=warm, alpha=0.01)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
+        loss=DigitLoss(label_smoothing=cfg.label_smoothing),
+        metrics=[accuracy],
         jit_compile=False,  # XLA was about 2x slower on CPU here
     )
     return model
@@ -176,11 +236,25 @@ class RunResult:
 EpochHook = Callable[[int, keras.Model], None]
 
 
+def _copy_weights(source, target: keras.Model) -> None:
+    """Fine-tuning's start: every layer of ``target`` that ``source`` has by name takes its weights (a
+    model saved without a digit head keeps ``target``'s freshly initialized one)."""
+    have = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        if layer.weights and layer.name in have:
+            layer.set_weights(have[layer.name].get_weights())
+        elif layer.weights:
+            log.warning("%s has no layer %r: it starts from its initial weights", getattr(source, "name", "the model"),
+                        layer.name)
+
+
 def train_member(
     cfg: TrainConfig, train, val, ckpt_dir: Path, member: int = 0, resume: bool = False,
     deadline: float | None = None, on_epoch_end: EpochHook | None = None, init_from=None,
+    pools: Pools | None = None,
 ) -> RunResult:
-    """Train one model, checkpointing each epoch into ``ckpt_dir``; resume from it if asked."""
+    """Train one model, checkpointing each epoch into ``ckpt_dir``; resume from it if asked. ``pools``
+    are the non-digits and captures mixed into each batch (see :func:`epoch_dataset`)."""
     (x_tr, y_tr), (x_va, y_va) = train, val
     strategy = _strategy(cfg)
     steps = len(x_tr) // cfg.batch_size if len(x_tr) >= cfg.batch_size else 1
@@ -199,15 +273,17 @@ def train_member(
         else:
             model = _build(cfg, member, steps)
             if init_from is not None:
-                model.set_weights(load_model(init_from).get_weights())
-    # Validation runs the Keras model directly: no conversion, ever, inside the epoch loop.
-    predictor = Predictor(model, backend="tf")
+                _copy_weights(load_model(init_from), model)
+    # Validation runs the Keras model directly (its shipped form, sharing the weights): no conversion, ever,
+    # inside the epoch loop.
+    predictor = Predictor(zoo.shipped_view(model), backend="tf")
     x_t, y_t = tf.constant(x_tr), tf.constant(y_tr)
+    pools = (pools or Pools()).on_device()
     budget = TimeBudget(deadline)
     progress = Progress(cfg.epochs, steps)
     stopped = False
     for epoch in range(state.epochs_done, cfg.epochs):
-        ds = epoch_dataset(x_t, y_t, cfg, epoch).take(steps)
+        ds = epoch_dataset(x_t, y_t, cfg, epoch, pools).take(steps)
         t0 = time.perf_counter()
         hist = model.fit(ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
                          callbacks=[progress, budget, keras.callbacks.TerminateOnNaN()])
@@ -227,7 +303,7 @@ def train_member(
         state.record(row)
         save_epoch(model, ckpt_dir, state)
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, model)  # e.g. the benchmark's test evaluation; not training time
+            on_epoch_end(epoch + 1, predictor.model)  # the shipped form, e.g. for the benchmark's test evaluation
         if budget.spent:
             log.info("time budget reached after epoch %d; keeping the best epoch", epoch + 1)
             stopped = True
@@ -243,8 +319,8 @@ def train_member(
 
 
 def final_model(models: list[keras.Model]) -> keras.Model:
-    """The model for ``model.keras``: uncompiled (no optimizer state), built from Keras's own layers
-    only (loads without digitnet), one model or the average of several."""
+    """The model for ``model.keras``, in the shipped form of the output contract: uncompiled (no optimizer
+    state), built from Keras's own layers only (loads without digitnet), one model or the average of several."""
     from .models.layers import portable_config
 
     copies = []
@@ -255,23 +331,25 @@ def final_model(models: list[keras.Model]) -> keras.Model:
         c = keras.Model.from_config(config)
         c.set_weights(m.get_weights())
         copies.append(c)
-    return copies[0] if len(copies) == 1 else zoo.ensemble(copies)
+    return zoo.shipped_view(copies[0]) if len(copies) == 1 else zoo.ensemble(copies)
 
 
 def calibrate_model(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray
                     ) -> tuple[keras.Model, dict, np.ndarray]:
     """The one calibration step, on validation data only: fit the temperature on the raw logits, put it
-    into the model, then choose the low-confidence threshold on the calibrated probabilities.
+    into the model, then choose the low-confidence threshold on the calibrated probabilities and the
+    digit-score threshold on the validation digits' scores.
 
     Returns the calibrated model (same weights), the ``calibration`` section of metrics.json, and the
     calibrated model's (n, 10) validation probabilities.
     """
-    logits = Predictor(model, backend="tf").run(x_val, ("logits",))["logits"]  # (n, 10), before any temperature
-    temperature = fit_temperature(logits, y_val)
+    out = Predictor(model, backend="tf").run(x_val, ("digit_score", "logits"))  # logits before any temperature
+    temperature = fit_temperature(out["logits"], y_val)
     model = zoo.with_temperature(model, temperature)
-    probs = softmax(logits, temperature)  # what the calibrated model answers, without running it again
-    return model, {**calibrate(probs, y_val), "temperature": round(temperature, 6),
-                   "validation_ece": {"before": ece(softmax(logits), y_val), "after": ece(probs, y_val)}}, probs
+    probs = softmax(out["logits"], temperature)  # what the calibrated model answers, without running it again
+    scores = digit_score_threshold(out["digit_score"]) if zoo.has_digit_head(model) else {}
+    return model, {**calibrate(probs, y_val), "temperature": round(temperature, 6), **scores,
+                   "validation_ece": {"before": ece(softmax(out["logits"]), y_val), "after": ece(probs, y_val)}}, probs
 
 
 def run_config_path(out_dir: str | os.PathLike) -> Path:
@@ -335,17 +413,19 @@ def train(
         spent = sum(state.train_seconds for state in states.values())
     deadline = started + cfg.time_budget - spent if cfg.time_budget else None
 
+    pools = make_pools(cfg, train_split)
     results = []
     for member in range(cfg.ensemble):
         r = train_member(cfg, train_split, val_split, out / "checkpoint" / f"member-{member}", member, resume,
-                         deadline, on_epoch_end, init_from)
+                         deadline, on_epoch_end, init_from, pools)
         results.append(r)
         if deadline is not None and time.perf_counter() > deadline:
             break
     model, calibration, val_probs = calibrate_model(final_model([r.model for r in results]), *val_split)
     save_model(model, out / "model.keras")
 
-    predictor = Predictor(model, backend="tf")  # no conversion: the report scores the Keras model itself
+    # No conversion: the report scores the Keras model itself, with the thresholds just chosen.
+    predictor = Predictor(model, {"calibration": calibration}, backend="tf")
     # Reported only (the test set chooses nothing): what the temperature did to the test set's calibration.
     calibration["test_ece_before"] = ece(softmax(predictor.run(x_test, ("logits",))["logits"]), y_test)
     extra = {

@@ -1,4 +1,4 @@
-"""Custom Keras layers, registered so saved models load with ``safe_mode=True`` once digitnet is imported."""
+"""Custom Keras layers and the training loss, registered so checkpoints load with ``safe_mode=True`` with digitnet."""
 
 from __future__ import annotations
 
@@ -52,6 +52,38 @@ class FusedBatchNorm(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="digitnet")
+class DigitLoss(keras.losses.Loss):
+    """The loss on a training view's (batch, 11) heads: cross-entropy on the 10 digit logits for digits
+    only, plus a weighted binary cross-entropy on the digit logit (is it a digit at all?) for every image.
+
+    ``y_true`` is (batch, 11): the one-hot digit (all zeros for a non-digit), then 1 for a digit, 0 for not.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, score_weight: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.label_smoothing = label_smoothing
+        self.score_weight = score_weight
+
+    def call(self, y_true, y_pred):
+        is_digit = y_true[:, 10]  # (batch,)
+        target = y_true[:, :10] * (1 - self.label_smoothing) + self.label_smoothing / 10
+        ce = keras.ops.categorical_crossentropy(target, y_pred[:, :10], from_logits=True)
+        bce = keras.ops.binary_crossentropy(y_true[:, 10:], y_pred[:, 10:], from_logits=True)[:, 0]
+        return is_digit * ce + self.score_weight * bce
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "score_weight": self.score_weight}
+
+
+@keras.saving.register_keras_serializable(package="digitnet")
+def accuracy(y_true, y_pred):
+    """Per image: a digit read as the right digit, or a non-digit scored under 0.5."""
+    is_digit = y_true[:, 10] > 0.5
+    right_digit = keras.ops.argmax(y_pred[:, :10], axis=1) == keras.ops.argmax(y_true[:, :10], axis=1)
+    return keras.ops.cast(keras.ops.where(is_digit, right_digit & (y_pred[:, 10] > 0), y_pred[:, 10] <= 0), "float32")
 
 
 def portable_config(config):

@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
 
@@ -46,15 +47,35 @@ async def model_info(s: State):
     return {"name": p.name, "file": str(p.path) if p.path else None,
             "accuracy": p.info.get("test", {}).get("accuracy"), "trained_at": p.info.get("model", {}).get("trained_at"),
             "parameters": p.parameters, "classes": [str(i) for i in range(NUM_CLASSES)],
-            "min_confidence": p.min_confidence, "backend": p.backend}
+            "min_confidence": p.min_confidence, "min_digit_score": p.min_digit_score, "backend": p.backend}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """The query parameters every reading takes."""
+
+    single: bool = False
+    top_k: int | None = None
+    min_digit_score: float | None = None  # None: the model's calibrated threshold
+
+
+def read_options(single: bool = False, top_k: int | None = None, min_digit_score: float | None = None) -> ReadOptions:
+    """``?single=&top_k=&min_digit_score=``, checked."""
+    if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
+        raise ApiError(422, "top_k must be between 1 and 10")
+    if min_digit_score is not None and not 0 <= min_digit_score <= 1:
+        raise ApiError(422, "min_digit_score must lie in [0, 1] (0 turns rejection off)")
+    return ReadOptions(single, top_k, min_digit_score)
+
+
+Options = Annotated[ReadOptions, Depends(read_options)]
 
 
 @api.post("/predict", summary="Read the digits in one image", response_model=None, openapi_extra=PREDICT_BODY,
           responses={200: {"model": ReadingOut}, **errors(400, 401, 408, 413, 415, 422, 503, 504)},
           description="Multipart upload (field `file`), or JSON `{\"pixels\": 28x28 or 784 numbers 0-255, "
                       "MNIST polarity}` or `{\"image\": base64, optionally a data: URL}`.")
-async def predict(request: Request, s: State, single: bool = False, top_k: int | None = None) -> JSONResponse:
-    _check_top_k(top_k)
+async def predict(request: Request, s: State, opts: Options) -> JSONResponse:
     deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole request
     ctype = _content_type(request)
     if ctype == "multipart/form-data":
@@ -63,15 +84,14 @@ async def predict(request: Request, s: State, single: bool = False, top_k: int |
         if upload is None or isinstance(upload, str):
             raise ApiError(422, "multipart request needs an image in the field 'file'")
         data = await upload.read()
-        reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k, deadline, deadline=deadline)
+        reading = await s.gate.run(_read_bytes, s, data, upload.filename, opts, deadline, deadline=deadline)
     elif ctype == "application/json":
         body = await _json_body(request)
         if "pixels" in body:
             image = np.round(_pixels(body["pixels"])).astype(np.uint8)  # (28, 28), MNIST polarity
-            reading = await s.gate.run(_read_mnist, s, image, top_k, deadline=deadline)
+            reading = await s.gate.run(_read_mnist, s, image, opts, deadline=deadline)
         elif "image" in body:
-            reading = await s.gate.run(_read_bytes, s, _b64(body["image"]), None, single, top_k, deadline,
-                                       deadline=deadline)
+            reading = await s.gate.run(_read_bytes, s, _b64(body["image"]), None, opts, deadline, deadline=deadline)
         else:
             raise ApiError(422, "JSON body needs 'pixels' (28x28 or 784 numbers) or 'image' (base64)")
     else:
@@ -83,8 +103,7 @@ async def predict(request: Request, s: State, single: bool = False, top_k: int |
 @api.post("/predict/batch", summary="Read several images (multipart, field `file`)", response_model=None,
           openapi_extra=BATCH_BODY,
           responses={200: {"model": list[ReadingOut]}, **errors(400, 401, 408, 413, 415, 422, 503, 504)})
-async def predict_batch(request: Request, s: State, single: bool = False, top_k: int | None = None) -> JSONResponse:
-    _check_top_k(top_k)
+async def predict_batch(request: Request, s: State, opts: Options) -> JSONResponse:
     deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole batch, not one per file
     if _content_type(request) != "multipart/form-data":
         raise ApiError(415, "send the images as multipart/form-data, each in a field 'file'")
@@ -101,8 +120,7 @@ async def predict_batch(request: Request, s: State, single: bool = False, top_k:
             continue
         data = await upload.read()
         try:
-            reading = await s.gate.run(_read_bytes, s, data, upload.filename, single, top_k, deadline,
-                                       deadline=deadline)
+            reading = await s.gate.run(_read_bytes, s, data, upload.filename, opts, deadline, deadline=deadline)
         except ApiError as e:
             if e.status in (503, 504):
                 raise
@@ -115,10 +133,10 @@ async def predict_batch(request: Request, s: State, single: bool = False, top_k:
 # ------------------------------------------------------------------------------- work (in the pool)
 
 
-def _read_bytes(s: ServerState, data: bytes, name: str | None, single: bool, top_k: int | None,
-                deadline: float) -> Reading:
+def _read_bytes(s: ServerState, data: bytes, name: str | None, opts: ReadOptions, deadline: float) -> Reading:
     try:
-        return s.predictor.predict_image(data, single=single, top_k=top_k, file=name, with_normalized=True,
+        return s.predictor.predict_image(data, single=opts.single, top_k=opts.top_k,
+                                         min_digit_score=opts.min_digit_score, file=name, with_normalized=True,
                                          max_pixels=s.limits.max_pixels, deadline=deadline)
     except ImageTooLargeError as e:
         raise ApiError(413, str(e)) from None
@@ -130,19 +148,15 @@ def _read_bytes(s: ServerState, data: bytes, name: str | None, single: bool, top
         raise ApiError(500, str(e)) from None
 
 
-def _read_mnist(s: ServerState, image: np.ndarray, top_k: int | None) -> Reading:
+def _read_mnist(s: ServerState, image: np.ndarray, opts: ReadOptions) -> Reading:
     try:
-        return s.predictor.predict_mnist_image(image, top_k=top_k, with_normalized=True)
+        return s.predictor.predict_mnist_image(image, top_k=opts.top_k, with_normalized=True,
+                                               min_digit_score=opts.min_digit_score)
     except ModelOutputError as e:
         raise ApiError(500, str(e)) from None
 
 
 # ------------------------------------------------------------------------------------------ parsing
-
-
-def _check_top_k(top_k: int | None) -> None:
-    if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
-        raise ApiError(422, "top_k must be between 1 and 10")
 
 
 def _content_type(request: Request) -> str:

@@ -21,9 +21,18 @@ class DigitPredictionOut(BaseModel):
                                       description="one per digit 0-9")
     box: list[int] = Field(min_length=4, max_length=4, description="x, y, w, h in the image's pixels")
     low_confidence: bool = Field(description="`probability` is under the model's calibrated threshold")
+    digit_score: float = Field(ge=0, le=1, description="the model's belief that the mark is a digit at all")
     top_k: list[list[float]] | None = Field(
         None, description="[[digit, probability], ...], most likely first; only with `top_k`")
     normalized: str | None = Field(None, description="base64 PNG of the 28x28 image the model saw")
+
+
+class RejectedOut(BaseModel):
+    """A mark that was found but is not a digit: its digit score is under the threshold."""
+
+    box: list[int] = Field(min_length=4, max_length=4, description="x, y, w, h in the image's pixels")
+    digit_score: float = Field(ge=0, le=1, description="the model's belief that the mark is a digit at all")
+    reason: str = Field(description="'not a digit'")
 
 
 class ReadingOut(BaseModel):
@@ -31,8 +40,9 @@ class ReadingOut(BaseModel):
 
     file: str | None = Field(description="the uploaded file's name, if any")
     digits: str | None = Field(description="the digits read, one line of text per line of digits")
-    reason: str | None = Field(description="why there are no digits, e.g. 'blank image'")
+    reason: str | None = Field(description="why there are no digits, e.g. 'blank image' or 'not a digit'")
     predictions: list[DigitPredictionOut] = Field(description="one entry per digit, in reading order")
+    rejected: list[RejectedOut] = Field(description="marks that are not digits; [] when none (errors too)")
     error: str | None = Field(description="in a batch, why this one file could not be read")
 
 
@@ -46,6 +56,8 @@ class ModelOut(BaseModel):
     parameters: int
     classes: list[str]
     min_confidence: float = Field(description="the calibrated low-confidence threshold")
+    min_digit_score: float = Field(description="the calibrated digit-score threshold: a mark under it is "
+                                               "'not a digit' (0: nothing is rejected)")
     backend: str = Field(description="the inference runtime")
 
 

@@ -1,23 +1,26 @@
 // digitnet drawing page: wires the pad, the API client and the result view together.
 import { Api } from "./api.js";
+import { Boxes } from "./boxes.js";
 import { Pad } from "./draw.js";
 import { ResultView } from "./view.js";
 
 const view = new ResultView();
+view.addPanel(new Boxes(document.getElementById("boxes"), document.getElementById("canvas")));
 const api = new Api(document.getElementById("token"));
 const tokenRow = document.getElementById("token-row");
 let timer = null;
 
-async function read(request) {
+// fromCanvas: the answer is about the drawing (its boxes can be drawn over it), not an uploaded file.
+async function read(request, fromCanvas) {
   const res = await request;
   if (res === null) return;  // superseded by a newer drawing
   if (res.status === 401) tokenRow.hidden = false;
-  res.ok ? view.show(res.data) : view.error(res.data.error || `error ${res.status}`);
+  res.ok ? view.show({ ...res.data, fromCanvas }) : view.error(res.data.error || `error ${res.status}`);
 }
 
 const pad = new Pad(document.getElementById("canvas"), (delay) => {
   clearTimeout(timer);
-  timer = setTimeout(() => read(api.predictDrawing(pad.dataURL())), delay);
+  timer = setTimeout(() => read(api.predictDrawing(pad.dataURL()), true), delay);
 });
 
 function reset() {
@@ -36,7 +39,7 @@ document.getElementById("clear").addEventListener("click", () => {
 document.getElementById("file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
-  await read(api.predictFile(file));
+  await read(api.predictFile(file), false);
   e.target.value = "";
 });
 

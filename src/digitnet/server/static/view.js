@@ -31,7 +31,8 @@ export class ResultView {
       this.answer.textContent = "Draw a digit";
     } else if (reading.digits === null) {
       this.answer.dataset.state = "none";
-      this.answer.textContent = `No digit (${reading.reason})`;
+      this.answer.textContent = { "not a digit": "Not a digit", "blank image": "Blank" }[reading.reason]
+                                || `No digit (${reading.reason})`;
     } else {
       this.answer.dataset.state = "digits";
       this.answer.textContent = reading.digits;
@@ -42,7 +43,9 @@ export class ResultView {
       ? (preds.length === 1 ? `confidence ${pct(first.probability)}%`
                             : `${preds.length} digits, lowest confidence ${pct(Math.min(...preds.map(p => p.probability)))}%`)
       : "";
+    const rejected = (reading.rejected || []).length;
     if (preds.some(p => p.low_confidence)) this.message.textContent = "Low confidence: the drawing may not be a clear digit.";
+    else if (rejected && preds.length) this.message.textContent = `${rejected} mark${rejected > 1 ? "s are" : " is"} not a digit.`;
     this.barsCaption.textContent = preds.length > 1 ? `Probability of each digit, for the first of ${preds.length}`
                                                     : "Probability of each digit";
     const probs = first ? first.probabilities : new Array(10).fill(0);
@@ -70,5 +73,5 @@ export class ResultView {
     for (const p of this.panels) if (p.error) p.error(text);
   }
 
-  reset() { this.show({ digits: null, reason: null, predictions: [] }, "empty"); }
+  reset() { this.show({ digits: null, reason: null, predictions: [], rejected: [] }, "empty"); }
 }
