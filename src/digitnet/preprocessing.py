@@ -422,9 +422,11 @@ def _rules(mask: np.ndarray, faint: np.ndarray) -> np.ndarray | None:
     or on a line are not cut.
     """
     h, w = mask.shape
-    horizontal = _runs(faint, max(12, w // 4), axis=1)
-    vertical = _runs(faint, max(12, h // 4), axis=0)
-    if not horizontal and not vertical:
+    horizontal = _runs(faint, max(12, w // 3), axis=1)
+    vertical = _runs(faint, max(12, h // 3), axis=0)
+    # Without a horizontal run, only a vertical one across the page (graph paper) can be a rule: the
+    # common case, a page of writing, stops here.
+    if not horizontal and not any(b[0].stop - b[0].start >= 0.8 * h for _, b in vertical):
         return None
     # The text's height, from the marks left once the clearly long runs (across 40% of the image) are taken
     # out: shorter runs may be the writing's own strokes (a 1, the bar of a 7).
@@ -455,7 +457,9 @@ def _rules(mask: np.ndarray, faint: np.ndarray) -> np.ndarray | None:
         length = box[0].stop - box[0].start
         ys = np.flatnonzero(pixels.any(axis=1))
         ends_on_rules = near_rule[box][ys[0]].any() and near_rule[box][ys[-1]].any()
-        if thin(pixels, box, 0) and (length >= 2.5 * text or (ends_on_rules and length >= text)):
+        # Without horizontal rules, a vertical rule runs across the page (graph paper's, say).
+        long_enough = length >= 2.5 * text and (rules.any() or length >= 0.8 * h)
+        if thin(pixels, box, 0) and (long_enough or (ends_on_rules and length >= text)):
             take(pixels, box, 0)
     if not rules.any():
         return None
