@@ -1,4 +1,4 @@
-"""Data sets: IDX/npz parsing, verified fetching, MNIST and the tutorial's split."""
+"""Data sets: IDX/npz parsing, verified fetching, MNIST and the tutorial's split; generated non-digits and captures."""
 
 from .fetch import ChecksumError, DatasetSpec, DataUnavailableError, FileSpec, fetch_dataset
 from .idx import read_idx, read_npz, write_idx
