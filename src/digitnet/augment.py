@@ -1,4 +1,4 @@
-"""On-graph augmentation for batches of MNIST digits: affine and elastic warps, pen, resolution, focus and ink.
+"""On-graph augmentation for batches of MNIST digits: random rotation, zoom, shift, slant and elastic warp.
 
 Randomness is stateless, drawn from an explicit seed, so (seed, epoch, batch) always gives the same
 batch: resuming a run replays it exactly, and parallel ``tf.data`` maps stay deterministic.
@@ -50,41 +50,6 @@ def _bilinear(images: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor) -> tf.Tensor:
             + wy * (1 - wx) * at(y0 + 1, x0) + wy * wx * at(y0 + 1, x0 + 1))
 
 
-def _some(images: tf.Tensor, changed: tf.Tensor, share: float, u: tf.Tensor) -> tf.Tensor:
-    """``changed`` for the images whose draw ``u`` (batch,) in [0, 1) falls under ``share``, else ``images``;
-    both (1, 28, 28, batch)."""
-    return tf.where(tf.reshape(u < share, [1, 1, 1, -1]), changed, images)
-
-
-def _degrade(images: tf.Tensor, seed: tf.Tensor, aug: Augment) -> tf.Tensor:
-    """What real capture does to a digit before the preprocessing fits it back to MNIST form: a thicker
-    or thinner pen, too few pixels, a blur, ink that fades. Each applies to its share of the batch."""
-    b = tf.shape(images)[0]
-    u = tf.random.stateless_uniform([b, 5], seed=seed + 2)
-    # Images as channels, (1, 28, 28, batch): pooling and convolution are then one vectorized pass, not
-    # a batch of single-channel images (3x faster here).
-    x = tf.transpose(images, [1, 2, 0])[None]
-    if aug.stroke:
-        thick = tf.nn.max_pool2d(x, 3, 1, "SAME")  # a marker: strokes 2 px wider
-        thin = -tf.nn.max_pool2d(-x, 2, 1, "SAME")  # a fine pen: 1 px narrower
-        x = _some(x, _some(thin, thick, 0.5, u[:, 1]), aug.stroke, u[:, 0])
-    if aug.lowres:
-        side = 7 + tf.cast(u[0, 4] * 8, tf.int32)  # one size per batch: 7 to 14 pixels
-        small = tf.image.resize(x, tf.stack([side, side]), method="area")
-        x = _some(x, tf.image.resize(small, [SIZE, SIZE], method="bilinear"), aug.lowres, u[:, 2])
-    if aug.blur:
-        k = _gaussian_kernel(1.0)
-        kx = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, b, 1])
-        ky = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, b, 1])
-        soft = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], "SAME"), ky, [1, 1, 1, 1], "SAME")
-        x = _some(x, soft, aug.blur, u[:, 3])
-    if aug.ink:
-        # A smooth random field: 4x4 noise, upsampled. Strokes fade by up to ``ink`` on one side of the digit.
-        coarse = tf.random.stateless_uniform([1, 4, 4, b], seed=seed + 3)
-        x = x * (1 - aug.ink * tf.image.resize(coarse, [SIZE, SIZE], method="bicubic"))
-    return tf.transpose(x[0], [2, 0, 1])  # (batch, 28, 28)
-
-
 def renormalize(images: tf.Tensor) -> tf.Tensor:
     """Scale each image to a peak of 1, as ``preprocessing.to_mnist`` leaves every real image (the model's
     own ``saturate`` layers then stretch every input the same way). Training digits, captures and
@@ -115,5 +80,4 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, aug: Augment) -> tf.Tensor
         norm = tf.sqrt(tf.reduce_mean(dx**2 + dy**2, axis=[1, 2], keepdims=True)) + 1e-6
         xs += aug.elastic * dx / norm
         ys += aug.elastic * dy / norm
-    warped = _bilinear(images, ys, xs)
-    return _degrade(warped, seed, aug) if aug.stroke or aug.lowres or aug.blur or aug.ink else warped
+    return _bilinear(images, ys, xs)

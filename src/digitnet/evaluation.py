@@ -142,8 +142,9 @@ def evaluate(predictor, test: tuple[np.ndarray, np.ndarray], info, report_dir: s
     and "dataset" entries extend the defaults); ``history`` adds the learning curves.
     """
     x_test, y_test = test
-    probs = predictor.predict_proba(x_test, tta=tta)
-    digit_scores = predictor.run(x_test, ("digit_score",))["digit_score"]  # (n,)
+    out = predictor.run(x_test, ("digit_score", "probabilities"))  # one pass; TTA averages its own views
+    probs = predictor.predict_proba(x_test, tta=True) if tta else out["probabilities"]
+    digit_scores = out["digit_score"]  # (n,)
     extra = dict(extra or {})
     metrics = {
         "model": {"file": str(predictor.path) if predictor.path else None, "backend": predictor.backend,

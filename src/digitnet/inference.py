@@ -168,20 +168,26 @@ class Predictor:
         threshold = self._threshold("min_confidence", min_confidence, self.min_confidence)
         reject_under = self._threshold("min_digit_score", min_digit_score, self.min_digit_score)
         seg = segment(image, single=single, max_pixels=max_pixels, deadline=deadline)
-        result = Reading(file=file, reason=seg.reason)
         if not seg.digits:
-            return result
+            return Reading(file=file, reason=seg.reason)
         check_deadline(deadline)
-        out = self.run(np.stack([d.image for d in seg.digits]), ("digit_score", "probabilities"))  # (n, 28, 28) in
+        return self._read_marks(seg.digits, file, threshold, reject_under, top_k, with_normalized)
+
+    def _read_marks(self, marks: list, file: str | None, threshold: float, reject_under: float,
+                    top_k: int | None, with_normalized: bool) -> Reading:
+        """One model call for the marks (each with ``image`` uint8 (28, 28), ``box`` and ``line``): a digit
+        per mark scoring at least ``reject_under``, the others listed as rejected."""
+        out = self.run(np.stack([m.image for m in marks]), ("digit_score", "probabilities"))  # (n, 28, 28) in
+        result = Reading(file=file)
         lines: dict[int, str] = {}
-        for d, p, score in zip(seg.digits, out["probabilities"], out["digit_score"]):
+        for m, p, score in zip(marks, out["probabilities"], out["digit_score"]):
             if score < reject_under:
-                result.rejected.append(Rejected([int(v) for v in d.box], round(float(score), 6)))
+                result.rejected.append(Rejected.of(m.box, score))
                 continue
-            pred = DigitPrediction.from_probabilities(p, d.box, threshold, top_k,
-                                                      d.image if with_normalized else None, score)
+            pred = DigitPrediction.from_probabilities(p, m.box, threshold, top_k,
+                                                      m.image if with_normalized else None, score)
             result.predictions.append(pred)
-            lines[d.line] = lines.get(d.line, "") + str(pred.digit)
+            lines[m.line] = lines.get(m.line, "") + str(pred.digit)
         if lines:
             result.digits = "\n".join(lines[k] for k in sorted(lines))
         else:
@@ -192,17 +198,13 @@ class Predictor:
                             with_normalized: bool = False, min_digit_score: float | None = None) -> Reading:
         """The reading of one image already in MNIST form (uint8 (28, 28), white on black), with no
         segmentation; an all-black image is "blank image", one scoring under ``min_digit_score`` "not a digit"."""
+        from .preprocessing import Digit
+
         image = np.asarray(image)
         if image.shape != (IMAGE_SIZE, IMAGE_SIZE) or image.dtype != np.uint8:
             raise InputError(f"expected a uint8 (28, 28) MNIST image, got {image.dtype} {image.shape}")
         reject_under = self._threshold("min_digit_score", min_digit_score, self.min_digit_score)
         if not image.any():
             return Reading(file=file, reason="blank image")
-        out = self.run(image, ("digit_score", "probabilities"))
-        p, score = out["probabilities"][0], float(out["digit_score"][0])
-        box = (0, 0, IMAGE_SIZE, IMAGE_SIZE)
-        if score < reject_under:
-            return Reading(file=file, reason=NOT_A_DIGIT, rejected=[Rejected(list(box), round(score, 6))])
-        pred = DigitPrediction.from_probabilities(p, box, self.min_confidence, top_k,
-                                                  image if with_normalized else None, score)
-        return Reading(file=file, digits=str(pred.digit), predictions=[pred])
+        whole = Digit(image, (0, 0, IMAGE_SIZE, IMAGE_SIZE), line=0)  # the image is the one mark
+        return self._read_marks([whole], file, self.min_confidence, reject_under, top_k, with_normalized)

@@ -90,17 +90,11 @@ class Augment:
     elastic: float = 0.0  # elastic displacement strength in pixels (0 = off)
     elastic_sigma: float = 4.0  # smoothness of the elastic field in pixels
     shear: float = 0.15  # max horizontal shear (slant), as a fraction of the height
-    # On-graph capture damage, off by default: the captures pool (data/captures.py) does it more faithfully
-    # and for less time per epoch.
-    stroke: float = 0.0  # share of images drawn with a thicker or a thinner pen
-    lowres: float = 0.0  # share of images passed through 7 to 14 pixels and back (a far or tiny digit)
-    blur: float = 0.0  # share of images blurred (out of focus)
-    ink: float = 0.0  # uneven ink: strokes fade by up to this fraction, smoothly across the digit
+    # Capture damage (low resolution, pens, blur, fading ink) is the captures pool's: data/captures.py.
 
     @property
     def active(self) -> bool:
-        return any((self.rotate, self.zoom, self.shift, self.elastic, self.shear, self.stroke, self.lowres,
-                    self.blur, self.ink))
+        return any((self.rotate, self.zoom, self.shift, self.elastic, self.shear))
 
 
 NO_AUGMENT = Augment(**{f.name: 0 for f in dataclasses.fields(Augment) if f.name != "elastic_sigma"})

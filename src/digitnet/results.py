@@ -60,6 +60,10 @@ class Rejected:
     digit_score: float  # under the threshold in force
     reason: str = NOT_A_DIGIT
 
+    @classmethod
+    def of(cls, box, digit_score: float) -> Rejected:
+        return cls([int(v) for v in box], round(float(digit_score), ROUND))
+
     def to_dict(self) -> dict:
         return {"box": self.box, "digit_score": self.digit_score, "reason": self.reason}
 

@@ -184,6 +184,8 @@ def _mashup(rng, digits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         lo, hi = pts.min(0), pts.max(0)
         strokes = [(s - lo) / max(float((hi - lo).max()), 1e-6) * 0.8 + 0.1 for s in strokes]
         big = np.asarray(_draw(strokes, (BOX, BOX), (0, 0), BOX, rng.uniform(8, 14), canvas=im), np.float32) / 255
+    # (to_mnist would do this crop and resize too, with other interpolation: kept as is, so that make weights
+    # reproduces the shipped model's non-digits exactly.)
     ys, xs = np.nonzero(big > 0.05)
     big = big[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     k = BOX / max(big.shape)
