@@ -209,6 +209,31 @@ def test_ruled_and_boxed_paper_lines_are_paper_not_ink():
     assert len(segment(plain).digits) == 3
 
 
+def test_stages_show_each_step_and_change_nothing():
+    page = np.full((240, 560), 0.95, np.float32)
+    page[150:152, :] = 0.6  # a ruled line
+    for x in (90, 230):
+        page[80:165, x : x + 80] = np.minimum(page[80:165, x : x + 80], 1 - ring(85, 9)[:, 2:82])
+    page[:, 400:] -= 0.2  # a shadow: the paper estimate follows it
+    plain, seg = segment(page), segment(page, stages=True)
+    assert plain.stages is None
+    assert [d.box for d in seg.digits] == [d.box for d in plain.digits]
+    for a, b in zip(seg.digits, plain.digits):
+        np.testing.assert_array_equal(a.image, b.image)
+    st_ = seg.stages
+    assert st_.pixels.shape == (120, 280, 1) and st_.scale == 0.5  # 134,400 pixels: worked on at half size
+    assert st_.paper[5, 50] == pytest.approx(0.95, abs=0.02) and st_.paper[5, 250] == pytest.approx(0.75, abs=0.02)
+    assert st_.ink[5, 250] < 0.05 and st_.ink[st_.mask].min() > st_.threshold  # shadowed paper is not ink
+    assert 0 < st_.threshold < 0.5 and st_.mask.dtype == bool and st_.mask[40:83, 45:85].sum() > 100
+    assert st_.rules[75, 10] and not st_.mask[75, 10]  # the rule was found and removed
+    assert len(st_.boxes) == len(st_.crops) == 2
+    assert all(c.shape == (h, w) for c, (_, _, w, h) in zip(st_.crops, st_.boxes))
+    for crop, digit in zip(st_.crops, seg.digits):
+        np.testing.assert_array_equal(to_mnist(crop), digit.image)  # the crop is what to_mnist was given
+    blank = segment(np.ones((50, 50), np.float32), stages=True)
+    assert blank.reason == "blank image" and blank.stages.ink.shape == (50, 50) and not blank.stages.boxes
+
+
 def test_a_long_stroke_of_the_writing_is_not_taken_for_a_rule():
     mask = np.zeros((100, 300), bool)
     mask[45:52, 20:280] = True  # a long bar crossed by a stroke as tall as a third of it: writing, not paper

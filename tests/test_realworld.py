@@ -198,3 +198,34 @@ def test_predictor_api_contract(predictor, test_digits):
         predictor.predict_proba(np.zeros((2, 27, 27), np.uint8))
     with pytest.raises(ValueError, match="NaN"):
         predictor.predict_proba(np.full((1, 28, 28), np.nan, np.float32))
+
+
+def test_explain_in_the_cli(test_digits, tmp_path):
+    from PIL import Image
+
+    x, y = test_digits
+    rng = np.random.default_rng(8)
+    number_image([x[i] for i in (1, 2, 3)], rng).save(tmp_path / "number.png")
+    inverted(x[0], rng).save(tmp_path / "seven.png")
+    exe = [sys.executable, "-m", "digitnet", "explain"]
+
+    drawn = subprocess.run([*exe, str(tmp_path / "number.png"), "--out", str(tmp_path / "why.png")],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    lines = drawn.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith(f"{tmp_path / 'number.png'}: digit 1 of 3: {y[1]} (")
+    for i in (1, 2, 3):  # one figure per digit read: crop, 28x28, saliency, top 3, two blocks of maps
+        fig = Image.open(tmp_path / f"why-{i}.png")
+        assert fig.size[0] > 3 * fig.size[1] and np.asarray(fig.convert("L")).std() > 20
+    default = subprocess.run([*exe, "seven.png"], capture_output=True, text=True, cwd=tmp_path)
+    assert default.returncode == 0 and (tmp_path / "seven.explain.png").is_file()
+
+    numbers = subprocess.run([*exe, "--json", "--target", "3", str(tmp_path / "seven.png")], capture_output=True,
+                             text=True)
+    assert numbers.returncode == 0, numbers.stderr
+    e = json.loads(numbers.stdout)["predictions"][0]["explanation"]
+    assert e["target"] == 3 and np.array(e["saliency"]).shape == (28, 28)
+    assert [(la["name"], np.array(la["values"]).shape) for la in e["layers"][:2]] == [("block1", (13, 13, 32)),
+                                                                                      ("block2", (5, 5, 64))]
+    bad = subprocess.run([*exe, str(tmp_path / "nope.png")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "digitnet: error:" in bad.stderr

@@ -144,6 +144,41 @@ def test_error_paths(client, seven):
     assert_error(client.get("/api/predict"), 405, "Method Not Allowed")
 
 
+def test_explain_answers_as_predict_plus_an_explanation(client, digits, seven):
+    x, y = digits
+    number = png_bytes(number_image([x[i] for i in (1, 2)], np.random.default_rng(5)))
+    forms = {"multipart": {"files": {"file": ("n.png", number, "image/png")}},
+             "image": {"json": {"image": base64.b64encode(number).decode()}}}
+    for form, kwargs in forms.items():
+        plain = client.post("/api/predict", **kwargs).json()
+        r = client.post("/api/explain", **kwargs)
+        assert r.status_code == 200, (form, r.text)
+        body = r.json()
+        assert body["digits"] == plain["digits"] == f"{y[1]}{y[2]}"
+        for p, q in zip(body["predictions"], plain["predictions"]):
+            e = p.pop("explanation")
+            assert p == q  # the same answer, plus the explanation
+            assert e["target"] == p["digit"] and e["method"] == "integrated_gradients"
+            sal, by_class = np.array(e["saliency"]), np.array(e["saliency_by_class"])
+            assert sal.shape == (28, 28) and sal.min() >= 0 and abs(sal.sum() - 1) < 1e-3
+            assert by_class.shape == (10, 28, 28) and np.allclose(by_class[p["digit"]], sal)
+            assert [layer["name"] for layer in e["layers"]] == ["block1", "block2", "block3", "features", "logits"]
+            grid = Image.open(io.BytesIO(base64.b64decode(e["layers"][0]["png"])))
+            assert e["layers"][0]["shape"] == [13, 13, 32] and grid.mode == "L" and grid.size[0] >= 13 * 5
+            normalized = np.asarray(Image.open(io.BytesIO(base64.b64decode(p["normalized"]))))
+            ink = normalized > 0  # the saliency lies on the ink: black pixels are the baseline
+            assert sal[ink].sum() > 0.999
+    pixels = client.post("/api/explain", json={"pixels": x[0].tolist()}).json()
+    assert pixels["digits"] == str(y[0]) and pixels["predictions"][0]["explanation"]["target"] == y[0]
+    blank = client.post("/api/explain", json={"pixels": [0] * 784}).json()
+    assert blank["digits"] is None and blank["predictions"] == []
+    assert_error(client.post("/api/explain", json={"pixels": [300] * 784}), 422, "0-255")
+    assert_error(client.post("/api/explain", files={"file": ("x.png", b"not an image", "image/png")}), 400,
+                 "not a readable image")
+    tok = TestClient(create_app(client.app.state.digitnet.predictor, token="s3cret"))
+    assert_error(tok.post("/api/explain", files={"file": ("s.png", seven, "image/png")}), 401, "invalid token")
+
+
 def test_batch_limit(predictor, seven):
     small = TestClient(create_app(predictor, limits=Limits(max_batch=2)))
     files = [("file", (f"{i}.png", seven, "image/png")) for i in range(3)]
@@ -207,7 +242,8 @@ def test_responses_validate_against_the_openapi_schema(client, seven, digits):
     spec = client.get("/openapi.json").json()
 
     def check(path: str, status: int, body) -> None:
-        schema = spec["paths"][path]["post" if path.startswith("/api/predict") else "get"]["responses"][str(status)]
+        method = "post" if path.startswith(("/api/predict", "/api/explain")) else "get"
+        schema = spec["paths"][path][method]["responses"][str(status)]
         schema = dict(schema["content"]["application/json"]["schema"], components=spec["components"])
         jsonschema.Draft202012Validator(schema).validate(body)  # raises on any mismatch
 
@@ -221,6 +257,7 @@ def test_responses_validate_against_the_openapi_schema(client, seven, digits):
     files = [("file", ("a.png", seven, "image/png")), ("file", ("bad.png", b"garbage", "image/png"))]
     check("/api/predict/batch", 200, client.post("/api/predict/batch", files=files).json())
     check("/api/predict", 400, client.post("/api/predict", json={"image": "!!!"}).json())
+    check("/api/explain", 200, client.post("/api/explain", files={"file": ("seven.png", seven, "image/png")}).json())
     check("/api/model", 200, client.get("/api/model").json())
     with pytest.raises(jsonschema.ValidationError):  # the schema is strict enough to catch a wrong shape
         check("/api/predict", 200, {**multipart, "predictions": [{"digit": "seven"}]})

@@ -239,6 +239,36 @@ def _describe(r: dict) -> str:
     return text
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from .inference import Predictor
+
+    predictor = Predictor.load(args.model, backend=args.backend)
+    reading = predictor.predict_image(args.image, explain=True, target=args.target, file=args.image)
+    if args.json:
+        print(json.dumps(reading.to_dict(layer_values=True)))
+        return 0
+    if not reading.predictions:
+        print(f"{args.image}: no digit ({reading.reason}): nothing to explain")
+        return 0
+    from . import plots
+    from .preprocessing import decode
+
+    pixels = decode(args.image)  # (h, w, c) in [0, 1], for the crops
+    out = Path(args.out) if args.out else Path(f"{Path(args.image).stem}.explain.png")
+    n = len(reading.predictions)
+    for i, pred in enumerate(reading.predictions, 1):
+        x, y, w, h = pred.box
+        crop = pixels[y : y + h, x : x + w, :3] if pixels.shape[2] >= 3 else pixels[y : y + h, x : x + w, 0]
+        path = out if n == 1 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+        e = pred.explanation
+        plots.explanation(crop, e, path, f"{Path(args.image).name}: digit {i} of {n} read as {pred.digit} "
+                                         f"({pred.probability:.1%}), explaining {e['target']}")
+        print(f"{args.image}: digit {i} of {n}: {pred.digit} ({pred.probability:.1%}) -> {path}", flush=True)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -378,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
     _add_backend_arg(pr)
     pr.set_defaults(func=cmd_predict)
+
+    xp = sub.add_parser("explain", help="show why the model reads each digit of an image as it does: saliency "
+                                        "and what each layer sees, as a figure per digit")
+    xp.add_argument("image", metavar="IMAGE", help="an image file (any size, polarity or colour)")
+    _add_model_arg(xp)
+    xp.add_argument("--target", type=_int_in(0, presets.NUM_CLASSES - 1), metavar="D",
+                    help="explain digit D for every mark (default: the digit read)")
+    xp.add_argument("--out", metavar="FILE.png", help="the figure; with several digits FILE-1.png, FILE-2.png, ... "
+                                                      "(default: IMAGE's name with .explain.png, here)")
+    xp.add_argument("--json", action="store_true", help="print the numbers (saliency maps, activations) as JSON "
+                                                        "instead of drawing")
+    _add_backend_arg(xp)
+    xp.set_defaults(func=cmd_explain)
 
     limits = presets.Limits()
     sv = sub.add_parser("serve", help="serve the HTTP API and the drawing page")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,8 @@ class Predictor:
         self.path = path
         self.backend = backend
         self.runner = open_runner(backend, lambda: self.model, path)  # checks the backend's name
+        self._explainer = None
+        self._explainer_lock = threading.Lock()
 
     @property
     def model(self):
@@ -149,10 +152,30 @@ class Predictor:
             raise InputError(f"{name} must lie in [0, 1], got {value}")
         return value
 
+    def explain(self, x, *, target: int | None = None, all_classes: bool = False) -> dict:
+        """Why the model reads one MNIST-form image (uint8 (28, 28), or floats in [0, 1]) as it does.
+
+        Returns ``probabilities`` (10,) float32, ``target`` (the class explained: ``target``, else the
+        predicted one), ``method``, ``saliency`` float32 (28, 28), non-negative, summing to 1 (integrated
+        gradients of the target's logit, see :mod:`digitnet.explain`), ``saliency_by_class`` (10, 28, 28)
+        with ``all_classes``, ``activations``: ``[{"name", "shape", "values"}]`` for each convolution
+        block, then the dense head, and ``image``, the float32 (28, 28) input explained. Needs the Keras
+        model, loaded on first use whatever the backend.
+        """
+        image = self.to_mnist_batch(x)
+        if len(image) != 1:
+            raise InputError(f"explain takes one image, got {len(image)}")
+        with self._explainer_lock:  # built once (it traces a function), then shared by every thread
+            if self._explainer is None:
+                from .explain import Explainer
+
+                self._explainer = Explainer(self.model)
+        return self._explainer.explain(image[0], target=target, all_classes=all_classes)
+
     def predict_image(self, image, *, single: bool = False, top_k: int | None = None,
                       min_confidence: float | None = None, min_digit_score: float | None = None,
                       file: str | None = None, with_normalized: bool = False, max_pixels: int | None = None,
-                      deadline: float | None = None) -> Reading:
+                      deadline: float | None = None, explain: bool = False, target: int | None = None) -> Reading:
         """Read the digits in a real image: a path, bytes, a file object, a PIL image or an array.
 
         "No digit" is an answer (``digits`` is None and ``reason`` says why). Every mark found scores a
@@ -160,6 +183,8 @@ class Predictor:
         rejection off) is listed in ``rejected``, not read. Bad input raises
         :class:`~digitnet.errors.ImageError`. With a ``deadline`` (a ``time.monotonic()`` value) the work
         stops between stages once it has passed, raising :class:`~digitnet.errors.DeadlineExceeded`.
+        With ``explain``, each digit read carries :meth:`explain`'s answer for every class (its
+        ``target``: ``target``, else the digit read).
         """
         from .preprocessing import check_deadline, segment
 
@@ -171,7 +196,10 @@ class Predictor:
         if not seg.digits:
             return Reading(file=file, reason=seg.reason)
         check_deadline(deadline)
-        return self._read_marks(seg.digits, file, threshold, reject_under, top_k, with_normalized)
+        reading = self._read_marks(seg.digits, file, threshold, reject_under, top_k, with_normalized)
+        if explain:
+            self._explain_reading(reading, seg.digits, target, deadline)
+        return reading
 
     def _read_marks(self, marks: list, file: str | None, threshold: float, reject_under: float,
                     top_k: int | None, with_normalized: bool) -> Reading:
@@ -194,10 +222,21 @@ class Predictor:
             result.reason = NOT_A_DIGIT
         return result
 
+    def _explain_reading(self, reading: Reading, marks: list, target: int | None, deadline: float | None) -> None:
+        """Attach an explanation (all classes) to each digit read, checking the deadline between digits."""
+        from .preprocessing import check_deadline
+
+        images = {tuple(m.box): m.image for m in marks}
+        for pred in reading.predictions:
+            check_deadline(deadline)
+            pred.explanation = self.explain(images[tuple(pred.box)], target=target, all_classes=True)
+
     def predict_mnist_image(self, image: np.ndarray, *, top_k: int | None = None, file: str | None = None,
-                            with_normalized: bool = False, min_digit_score: float | None = None) -> Reading:
+                            with_normalized: bool = False, min_digit_score: float | None = None,
+                            explain: bool = False, target: int | None = None) -> Reading:
         """The reading of one image already in MNIST form (uint8 (28, 28), white on black), with no
-        segmentation; an all-black image is "blank image", one scoring under ``min_digit_score`` "not a digit"."""
+        segmentation; an all-black image is "blank image", one scoring under ``min_digit_score`` "not a
+        digit". ``explain`` and ``target`` as for :meth:`predict_image`."""
         from .preprocessing import Digit
 
         image = np.asarray(image)
@@ -207,4 +246,7 @@ class Predictor:
         if not image.any():
             return Reading(file=file, reason="blank image")
         whole = Digit(image, (0, 0, IMAGE_SIZE, IMAGE_SIZE), line=0)  # the image is the one mark
-        return self._read_marks([whole], file, self.min_confidence, reject_under, top_k, with_normalized)
+        reading = self._read_marks([whole], file, self.min_confidence, reject_under, top_k, with_normalized)
+        if explain:
+            self._explain_reading(reading, [whole], target, None)
+        return reading

@@ -87,3 +87,37 @@ def reliability(counts: np.ndarray, accuracy: np.ndarray, confidence: np.ndarray
     ax2.bar(centres, counts, width=1 / bins, edgecolor="black", color="C7")
     ax2.set(xlabel="confidence (top probability)", ylabel="answers", yscale="log", xlim=(0, 1))
     return _save(fig, path)
+
+
+def explanation(crop: np.ndarray, e: dict, path: Path, title: str = "") -> Path:
+    """One digit explained (``Predictor.explain``'s dict ``e``): the input crop as found in the image, the
+    28x28 the model saw, the saliency of the explained class over it, the top-3 probabilities and the
+    feature maps of the first two layers shown (the first two convolution blocks of a CNN)."""
+    from .explain import feature_grid
+
+    layers = e["activations"][:2]
+    fig, axes = plt.subplots(1, 4 + len(layers), figsize=(3 * (4 + len(layers)), 3.3),
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1.2] + [1.3] * len(layers)})
+    ax_crop, ax_seen, ax_sal, ax_top, *ax_maps = axes
+    ax_crop.imshow(crop, cmap="gray" if crop.ndim == 2 else None, vmin=0, vmax=1)
+    ax_crop.set_title("input crop")
+    ax_seen.imshow(e["image"], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax_seen.set_title("what the model saw (28x28)")
+    ax_sal.imshow(e["image"], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    sal = e["saliency"] / max(float(e["saliency"].max()), 1e-12)
+    ax_sal.imshow(np.ma.masked_less(sal, 0.02), cmap="autumn_r", alpha=0.75, vmin=0, vmax=1, interpolation="nearest")
+    ax_sal.set_title(f"saliency for {e['target']}")
+    probs = e["probabilities"]
+    top = np.argsort(-probs)[:3][::-1]
+    ax_top.barh([str(d) for d in top], probs[top] * 100, color=["C7", "C7", "C2"][-len(top):])
+    for i, d in enumerate(top):
+        ax_top.text(min(probs[d] * 100 + 2, 70), i, f"{probs[d]:.1%}", va="center", fontsize=9)
+    ax_top.set(xlim=(0, 100), xlabel="probability (%)", title="top 3")
+    for ax, layer in zip(ax_maps, layers):
+        ax.imshow(feature_grid(layer["values"]), cmap="viridis", interpolation="nearest")
+        ax.set_title(f"{layer['name']} {'x'.join(map(str, layer['shape']))}", fontsize=10)
+    for ax in (ax_crop, ax_seen, ax_sal, *ax_maps):
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

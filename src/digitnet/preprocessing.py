@@ -42,8 +42,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_MARKS", "Digit", "ImageError", "ImageTooLargeError", "Segmentation", "decode",
-           "from_4x", "ink_map", "segment", "to_mnist", "working"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_MARKS", "Digit", "ImageError", "ImageTooLargeError", "Segmentation", "Stages",
+           "decode", "from_4x", "ink_map", "segment", "to_mnist", "working"]
 
 
 @dataclass
@@ -54,11 +54,28 @@ class Digit:
 
 
 @dataclass
+class Stages:
+    """What :func:`segment` computed on the way (with ``stages=True``), at the working resolution: the
+    source's size times ``scale``. For teaching and debugging; nothing else reads it."""
+
+    pixels: np.ndarray  # float32 (h, w, c) in [0, 1]: the decoded image, shrunk
+    scale: float  # working size / source size
+    paper: np.ndarray | None  # float32 (h, w): the paper's estimated brightness (None: opacity was the ink)
+    ink: np.ndarray  # float32 (h, w) in [0, 1]: each pixel's colour distance from the paper, on the ink's side
+    threshold: float = 0.0  # ink above it is a stroke
+    mask: np.ndarray | None = None  # bool (h, w): the strokes, printed rules removed
+    rules: np.ndarray | None = None  # bool (h, w): printed lines found and removed, if any
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h per digit (working pixels)
+    crops: list[np.ndarray] = field(default_factory=list)  # float32 (h, w) per digit: its cleaned ink, to_mnist's input
+
+
+@dataclass
 class Segmentation:
     digits: list[Digit] = field(default_factory=list)
     reason: str | None = None  # why there are no digits, in words
     polarity: str | None = None  # "dark-on-light" or "light-on-dark"
     size: tuple[int, int] = (0, 0)  # source width, height
+    stages: Stages | None = None  # the intermediate images, with segment(..., stages=True)
 
 
 # ------------------------------------------------------------------------------------------ decoding
@@ -212,11 +229,17 @@ def working(source, max_pixels: int | None = None) -> tuple[np.ndarray, float, t
 
 def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str]:
     """Float (h, w, c) pixels to an ink map (h, w) in [0, 1] and the polarity that was found."""
+    ink, polarity, _ = _ink_and_paper(pixels)
+    return ink, polarity
+
+
+def _ink_and_paper(pixels: np.ndarray) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """:func:`ink_map`, plus the paper estimate's brightness (h, w) (None when opacity is the ink)."""
     chans = [np.ascontiguousarray(pixels[..., i]) for i in range(pixels.shape[2])]
     if len(chans) == 4:
         alpha, chans = chans[3], chans[:3]
         if (alpha > 0.5).mean() < 0.5:  # strokes on a transparent canvas: opacity is the ink
-            return np.clip(alpha, 0, 1), "alpha"
+            return np.clip(alpha, 0, 1), "alpha", None
         # Mostly opaque (a photo with a transparent margin): composite onto the paper colour.
         paper = [float(np.median(c[alpha > 0.5])) for c in chans]
         chans = [c * alpha + p * (1 - alpha) for c, p in zip(chans, paper)]
@@ -234,7 +257,7 @@ def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, str]:
     bg_lum = bg[0] if len(bg) == 1 else sum(bg) / len(bg)
     # Only the ink side counts: a bright glare on dark-ink paper is not ink.
     dist = np.where((lum > bg_lum) == light_ink, dist, 0.0).astype(np.float32)
-    return dist, "light-on-dark" if light_ink else "dark-on-light"
+    return dist, "light-on-dark" if light_ink else "dark-on-light", bg_lum
 
 
 def _background(chans: list[np.ndarray], light_ink: bool) -> list[np.ndarray]:
@@ -297,18 +320,21 @@ def check_deadline(deadline: float | None) -> None:
 
 
 def segment(source, single: bool = False, max_pixels: int | None = None,
-            deadline: float | None = None) -> Segmentation:
+            deadline: float | None = None, stages: bool = False) -> Segmentation:
     """Find the digits in an image and normalize each to MNIST form (see the module docstring).
 
     Work is bounded by the working resolution and :data:`MAX_MARKS`; an image with more marks answers
     "too many marks". With a ``deadline`` (a ``time.monotonic()`` value) the work stops between stages
-    once it has passed, raising :class:`DeadlineExceeded`.
+    once it has passed, raising :class:`DeadlineExceeded`. With ``stages``, the result keeps the
+    intermediate images in ``.stages`` (see :class:`Stages`).
     """
     pixels, scale, (src_w, src_h) = working(source, max_pixels)
     check_deadline(deadline)
-    ink, polarity = ink_map(pixels)
+    ink, polarity, paper = _ink_and_paper(pixels)
     check_deadline(deadline)
     seg = Segmentation(polarity=polarity, size=(src_w, src_h))
+    if stages:
+        seg.stages = Stages(pixels, scale, paper, ink)
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         seg.reason = "blank image"
@@ -321,6 +347,8 @@ def segment(source, single: bool = False, max_pixels: int | None = None,
     if rules is not None:  # ruled, grid or boxed paper: the printed lines are paper, not ink
         mask &= ~rules
         ink = np.where(ndimage.binary_dilation(rules) & ~mask, 0.0, ink).astype(np.float32)
+    if stages:
+        seg.stages.threshold, seg.stages.mask, seg.stages.rules = threshold, mask, rules
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         seg.reason = "blank image"
@@ -359,6 +387,9 @@ def segment(source, single: bool = False, max_pixels: int | None = None,
         box = (int(blob.x0 / scale), int(blob.y0 / scale),
                max(1, int(round(blob.w / scale))), max(1, int(round(blob.h / scale))))
         seg.digits.append(Digit(to_mnist(digit_ink), box, line_no))
+        if stages:
+            seg.stages.boxes.append((blob.x0, blob.y0, blob.w, blob.h))
+            seg.stages.crops.append(digit_ink)
     if not seg.digits:
         seg.reason = "no digit-like marks"
     return seg

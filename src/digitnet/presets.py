@@ -35,6 +35,7 @@ OUTPUTS = ("digit_score", "logits", "probabilities")  # every runtime's and expo
 DEFAULT_MIN_CONFIDENCE = 0.5  # used only when a model carries no calibrated value
 DEFAULT_MIN_DIGIT_SCORE = 0.0  # a model with no calibrated digit-score threshold rejects nothing
 MAX_FALSE_REJECTION = 0.003  # min_digit_score is the highest threshold rejecting at most this of validation digits
+IG_STEPS = 32  # integrated-gradients steps per explained image (see explain.py)
 TTA_ANGLES = (-6.0, 6.0)  # test-time augmentation: small rotations inside the training range (+-10 deg)
 
 # ------------------------------------------------------------------------------------------- exports

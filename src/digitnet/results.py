@@ -25,6 +25,7 @@ class DigitPrediction:
     digit_score: float = 1.0  # the model's belief that the mark is a digit at all, in [0, 1]
     top_k: list[list] | None = None  # [[digit, probability], ...] most likely first, when asked
     normalized: str | None = None  # base64 PNG of the 28x28 image the model saw, when asked
+    explanation: dict | None = None  # Predictor.explain's dict (all classes), when asked
 
     @classmethod
     def from_probabilities(cls, p: np.ndarray, box, threshold: float, top_k: int | None = None,
@@ -39,14 +40,33 @@ class DigitPrediction:
             normalized=png_base64(normalized) if normalized is not None else None,
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self, layer_values: bool = False) -> dict:
         d = {"digit": self.digit, "probability": self.probability, "probabilities": self.probabilities,
              "box": self.box, "low_confidence": self.low_confidence, "digit_score": self.digit_score}
         if self.top_k is not None:  # optional fields are absent, not null, when not asked for
             d["top_k"] = self.top_k
         if self.normalized is not None:
             d["normalized"] = self.normalized
+        if self.explanation is not None:
+            d["explanation"] = explanation_dict(self.explanation, layer_values)
         return d
+
+
+def explanation_dict(e: dict, layer_values: bool = False) -> dict:
+    """``Predictor.explain``'s dict as JSON: saliency maps as nested lists, each layer's activations as
+    one base64 PNG grid (``png``), or with ``layer_values`` as the numbers themselves (``values``)."""
+    from .explain import feature_grid
+
+    def rounded(a):
+        return np.round(np.asarray(a, np.float64), ROUND).tolist()
+
+    d = {"target": e["target"], "method": e["method"], "saliency": rounded(e["saliency"])}
+    if "saliency_by_class" in e:
+        d["saliency_by_class"] = rounded(e["saliency_by_class"])
+    d["layers"] = [{"name": a["name"], "shape": a["shape"], **(
+                        {"values": rounded(a["values"])} if layer_values
+                        else {"png": png_base64(feature_grid(a["values"]))})} for a in e["activations"]]
+    return d
 
 
 NOT_A_DIGIT = "not a digit"
@@ -85,14 +105,15 @@ class Reading:
         """The result for an input that could not be read."""
         return cls(file=file, error=message)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, layer_values: bool = False) -> dict:
+        """The JSON object; ``layer_values`` gives explanations' activations as numbers, not PNG grids."""
         return {"file": self.file, "digits": self.digits, "reason": self.reason,
-                "predictions": [p.to_dict() for p in self.predictions],
+                "predictions": [p.to_dict(layer_values) for p in self.predictions],
                 "rejected": [r.to_dict() for r in self.rejected], "error": self.error}
 
 
 def png_base64(image: np.ndarray) -> str:
-    """A uint8 (28, 28) image as a base64 PNG string."""
+    """A uint8 grey image, (28, 28) or any (h, w), as a base64 PNG string."""
     import base64
     import io
 

@@ -12,6 +12,26 @@ from pydantic import BaseModel, Field
 from ..presets import NUM_CLASSES
 
 
+class LayerOut(BaseModel):
+    """One layer's activations for the digit."""
+
+    name: str = Field(description="block1, block2, ... for convolution blocks, then features, dense1, ..., logits")
+    shape: list[int] = Field(description="the activations' shape: (h, w, channels) or (units,)")
+    png: str = Field(description="base64 PNG: the feature maps tiled in a grid (a vector as a grid of cells), "
+                                 "0 black, the layer's highest value white")
+
+
+class ExplanationOut(BaseModel):
+    """Why the model read the digit: only from `/api/explain`."""
+
+    target: int = Field(ge=0, le=9, description="the class `saliency` explains: the digit read")
+    method: str = Field(description="'integrated_gradients' (of the class logit, from a black image)")
+    saliency: list[list[float]] = Field(description="28x28, non-negative, summing to 1: the pixels that raised "
+                                                    "the target's logit")
+    saliency_by_class: list[list[list[float]]] = Field(description="10x28x28: the same map for each digit 0-9")
+    layers: list[LayerOut] = Field(description="each convolution block in order, then the dense head")
+
+
 class DigitPredictionOut(BaseModel):
     """One digit read from the image."""
 
@@ -25,6 +45,7 @@ class DigitPredictionOut(BaseModel):
     top_k: list[list[float]] | None = Field(
         None, description="[[digit, probability], ...], most likely first; only with `top_k`")
     normalized: str | None = Field(None, description="base64 PNG of the 28x28 image the model saw")
+    explanation: ExplanationOut | None = Field(None, description="only from `/api/explain`")
 
 
 class RejectedOut(BaseModel):
