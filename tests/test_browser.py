@@ -198,6 +198,8 @@ def test_phone_sized_screen(browser, server):
     assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
     assert pg.get_by_label("Clear the canvas").is_visible() and pg.get_by_label("Undo the last stroke").is_visible()
     assert not pg.locator("#token-row").is_visible()  # only shown when the API asks for a token
+    pg.click("#inside summary")  # the panel fits too
+    assert pg.locator("#saliency").is_visible() and pg.evaluate("() => document.documentElement.scrollWidth") <= 390
     pg.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
     context.close()
 
@@ -226,3 +228,56 @@ def test_a_letter_is_not_a_digit_and_a_doodle_beside_a_digit_is_set_apart(page, 
     assert digit_box["x"] + digit_box["width"] <= doodle_box["x"]  # each box sits over its own mark
     time.sleep(0.3)  # let the bars finish their 120 ms transition: this screenshot is the README's
     page.screenshot(path=str(ARTIFACTS / "digit-and-doodle.png"), clip={"x": 0, "y": 0, "width": 1000, "height": 700})
+
+
+def test_inside_the_network_panel(page, mnist):
+    x, y = mnist[1]
+    page.click("#clear")
+    asked = []
+    page.on("request", lambda r: asked.append(r.url.rsplit("/", 1)[-1]) if "/api/" in r.url else None)
+    draw(page, x[1])  # panel closed: plain predictions
+    assert answer_becomes(page, str(y[1])) == str(y[1])
+    assert "explain" not in asked and not page.locator("#saliency").is_visible()
+    asked.clear()
+    page.click("#inside summary")  # opening it reads the drawing again, explained
+    canvas = page.locator("#saliency")
+    deadline = time.time() + 8
+    while time.time() < deadline and canvas.get_attribute("data-cls") != str(y[1]):
+        time.sleep(0.1)
+    assert canvas.get_attribute("data-cls") == str(y[1]) and asked == ["explain"]
+    assert page.locator("#saliency-caption").inner_text() == f"Pixels that raised the score of {y[1]} (the digit read)"
+
+    def red_pixels() -> int:  # saliency drawn in red over the grey input
+        return page.evaluate("""() => { const d = document.getElementById('saliency').getContext('2d')
+            .getImageData(0, 0, 28, 28).data; let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] > d[i + 1] + 60) n++; return n; }""")
+
+    assert red_pixels() > 10
+    maps = page.locator("#maps img")
+    assert maps.count() == 3  # one grid per convolution block
+    assert all(maps.nth(i).evaluate("i => i.complete && i.naturalWidth > 20") for i in range(3))
+    assert page.locator("#maps figcaption").first.inner_text() == "block1 · 32 maps 13×13"
+    tall = page.locator(f"#class-bars li:nth-child({int(y[1]) + 1}) .fill").bounding_box()["height"]
+    assert tall > 60 and "top" in page.locator(f"#class-bars li:nth-child({int(y[1]) + 1})").get_attribute("class")
+
+    other = (int(y[1]) + 1) % 10
+    before = page.evaluate("() => document.getElementById('saliency').toDataURL()")
+    page.hover(f"#class-bars li:nth-child({other + 1}) button")  # hovering shows another class's saliency
+    assert canvas.get_attribute("data-cls") == str(other)
+    assert page.evaluate("() => document.getElementById('saliency').toDataURL()") != before
+    page.mouse.move(0, 0)
+    assert canvas.get_attribute("data-cls") == str(y[1])  # and leaving returns to the one chosen
+    page.click(f"#class-bars li:nth-child({other + 1}) button")  # tapping chooses it
+    page.mouse.move(0, 0)
+    assert canvas.get_attribute("data-cls") == str(other)
+    page.locator("#inside").screenshot(path=str(ARTIFACTS / "inside.png"))
+
+    asked.clear()
+    page.click("#clear")
+    draw(page, x[2])  # while open, each drawing pause asks once, for the explanation
+    assert answer_becomes(page, str(y[2])) == str(y[2])
+    deadline = time.time() + 8
+    while time.time() < deadline and canvas.get_attribute("data-cls") != str(y[2]):
+        time.sleep(0.1)
+    assert canvas.get_attribute("data-cls") == str(y[2]) and set(asked) == {"explain"}
+    page.click("#inside summary")  # closed again: back to plain predictions

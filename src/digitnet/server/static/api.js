@@ -6,14 +6,15 @@ export class Api {
     this.inflight = null;
   }
 
-  // Resolves to {ok, status, data}; to null when a newer request aborted this one.
-  async predict(body) {
+  // Resolves to {ok, status, data}; to null when a newer request aborted this one. explain: ask
+  // /api/explain, which answers the same plus an explanation of each digit.
+  async predict(body, explain = false) {
     if (this.inflight) this.inflight.abort();
     this.inflight = new AbortController();
     const headers = typeof body === "string" ? { "Content-Type": "application/json" } : {};
     if (this.tokenInput.value) headers.Authorization = `Bearer ${this.tokenInput.value}`;
     try {
-      const res = await fetch("/api/predict", { method: "POST", body, headers, signal: this.inflight.signal });
+      const res = await fetch(explain ? "/api/explain" : "/api/predict", { method: "POST", body, headers, signal: this.inflight.signal });
       return { ok: res.ok, status: res.status, data: await res.json() };
     } catch (err) {
       if (err.name === "AbortError") return null;
@@ -21,11 +22,11 @@ export class Api {
     }
   }
 
-  predictDrawing(dataURL) { return this.predict(JSON.stringify({ image: dataURL })); }
+  predictDrawing(dataURL, explain = false) { return this.predict(JSON.stringify({ image: dataURL }), explain); }
 
-  predictFile(file) {
+  predictFile(file, explain = false) {
     const form = new FormData();
     form.append("file", file);
-    return this.predict(form);
+    return this.predict(form, explain);
   }
 }

@@ -2,10 +2,14 @@
 import { Api } from "./api.js";
 import { Boxes } from "./boxes.js";
 import { Pad } from "./draw.js";
+import { Inside } from "./inside.js";
 import { ResultView } from "./view.js";
 
 const view = new ResultView();
 view.addPanel(new Boxes(document.getElementById("boxes"), document.getElementById("canvas")));
+// Opening the panel reads the drawing again, explained; while it is open every read is explained.
+const inside = new Inside(() => { if (!pad.empty) pad.onChange(0); });
+view.addPanel(inside);
 const api = new Api(document.getElementById("token"));
 const tokenRow = document.getElementById("token-row");
 let timer = null;
@@ -20,7 +24,7 @@ async function read(request, fromCanvas) {
 
 const pad = new Pad(document.getElementById("canvas"), (delay) => {
   clearTimeout(timer);
-  timer = setTimeout(() => read(api.predictDrawing(pad.dataURL()), true), delay);
+  timer = setTimeout(() => read(api.predictDrawing(pad.dataURL(), inside.open), true), delay);
 });
 
 function reset() {
@@ -39,7 +43,7 @@ document.getElementById("clear").addEventListener("click", () => {
 document.getElementById("file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
-  await read(api.predictFile(file), false);
+  await read(api.predictFile(file, inside.open), false);
   e.target.value = "";
 });
 
