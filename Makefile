@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup data lint clean weights bench system-deps
+.PHONY: demo test setup data lint clean weights bench system-deps notebooks
 
 # Reinstall only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -28,6 +28,11 @@ weights: data
 	$(BIN)/digitnet train --preset default --seed 0 --out build/weights
 	cp build/weights/model.keras src/digitnet/weights/default.keras
 	cp build/weights/metrics.json src/digitnet/weights/metrics.json
+
+# The lessons in notebooks/, in JupyterLab (installed into the venv on first use).
+notebooks: data
+	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
+	$(BIN)/jupyter lab notebooks/
 
 bench: data
 	$(BIN)/python bench/train_speed.py

@@ -68,6 +68,24 @@ def main() -> int:
         rho = sanity.randomization(maps[:k], random_maps[:k], x[:k])
         d = sanity.deletion(proba, x[:m], maps[:m])
         print(f"| {name} | {rho:.3f} | {d['vs_ink']:.2f}x | {d['vs_random']:.2f}x |")
+
+    # What an explanation adds to a reading, in the same run: one MNIST-form digit, median of 30 calls.
+    from common import percentiles
+
+    reader = Predictor.load(args.model or shipped_model_path())  # the default backend, as the server runs it
+    image = x[0]
+    reader.predict_mnist_image(image, explain=True)  # warm: converts/loads, traces the gradient function
+    rows = []
+    for label, kwargs in (("read (tflite)", {}), ("read + explain, all 10 classes", {"explain": True})):
+        times = []
+        for _ in range(30):
+            t = time.perf_counter()
+            reader.predict_mnist_image(image, **kwargs)
+            times.append(time.perf_counter() - t)
+        rows.append((label, *percentiles(times)))
+    print("\n| one digit | p50 ms | p99 ms |\n|---|---|---|")
+    for label, p50, p99 in rows:
+        print(f"| {label} | {p50:.1f} | {p99:.1f} |")
     return 0
 
 

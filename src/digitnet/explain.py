@@ -66,12 +66,19 @@ class Explainer:
         """Saliency maps, float32 (n, 28, 28), non-negative, each summing to 1 (see the module docstring)."""
         return to_saliency(self.attributions(x, targets))
 
+    def layer_outputs(self, x: np.ndarray, batch: int = 500) -> dict[str, np.ndarray]:
+        """The shown layers' activations for a batch of float (n, 28, 28) images: name -> (n, ...)."""
+        x = np.asarray(x, np.float32)
+        parts = []
+        for i in range(0, len(x), batch):
+            outs = self._layers(x[i : i + batch], training=False)
+            parts.append([v.numpy() for v in (outs if isinstance(outs, (list, tuple)) else [outs])])
+        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.names)}
+
     def activations(self, image: np.ndarray) -> list[dict]:
         """One image's activations: ``[{"name", "shape", "values"}]``, blocks first, then the dense head."""
-        outs = self._layers(np.asarray(image, np.float32)[None], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        return [{"name": name, "shape": list(v.shape[1:]), "values": v.numpy()[0]}
-                for name, v in zip(self.names, outs)]
+        outs = self.layer_outputs(np.asarray(image, np.float32)[None])
+        return [{"name": name, "shape": list(v.shape[1:]), "values": v[0]} for name, v in outs.items()]
 
     def explain(self, image: np.ndarray, target: int | None = None, all_classes: bool = False) -> dict:
         """The explanation of one MNIST-form image, float32 (28, 28) in [0, 1] (see ``Predictor.explain``)."""
