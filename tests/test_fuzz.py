@@ -159,5 +159,5 @@ def test_schemathesis_finds_no_500_and_no_schema_mismatch(api_schema):
 
         check()
     print(calls)
-    assert set(calls) == {"/healthz", "/api/model", "/api/predict", "/api/predict/batch"}
+    assert set(calls) == {"/healthz", "/api/model", "/api/predict", "/api/explain", "/api/predict/batch"}
     assert sum(calls.values()) >= 40  # it really sent generated requests
