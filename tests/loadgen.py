@@ -31,6 +31,7 @@ class LoadResult:
     status_counts: dict[int, int]
     rss_before_mb: float | None
     rss_after_mb: float | None
+    answered_by: list[tuple[float, str]]  # (perf_counter at the answer, X-Digitnet-Model-Version) per 200
 
     @property
     def rps(self) -> float:
@@ -89,7 +90,7 @@ def run_load(url: str, n: int = 5000, concurrency: int = 32, bad_fraction: float
     rng = np.random.default_rng(0)
     plan = [(bool(rng.random() < bad_fraction), int(rng.integers(0, 1 << 30))) for _ in range(n)]
     lock = threading.Lock()
-    latencies, good_failures, bad_not_4xx, counts = [], [], [], {}
+    latencies, good_failures, bad_not_4xx, counts, answered_by = [], [], [], {}, []
     next_index = [0]
     deadline = time.time() + max_seconds
 
@@ -108,6 +109,7 @@ def run_load(url: str, n: int = 5000, concurrency: int = 32, bad_fraction: float
                 resp = conn.getresponse()
                 payload = resp.read()
                 status = resp.status
+                version = resp.getheader("X-Digitnet-Model-Version")
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 conn = http.client.HTTPConnection(host, port, timeout=60)
@@ -118,6 +120,8 @@ def run_load(url: str, n: int = 5000, concurrency: int = 32, bad_fraction: float
                 counts[status] = counts.get(status, 0) + 1
                 if not is_bad and status != 200:
                     good_failures.append(f"{status} {payload[:200]!r}")
+                if status == 200:
+                    answered_by.append((time.perf_counter(), version))
                 if is_bad and not 400 <= status < 500:
                     bad_not_4xx.append(f"{status} {payload[:200]!r}")
         conn.close()
@@ -130,15 +134,19 @@ def run_load(url: str, n: int = 5000, concurrency: int = 32, bad_fraction: float
     for t in threads:
         t.join()
     seconds = time.perf_counter() - start
-    return LoadResult(len(latencies), seconds, latencies, good_failures, bad_not_4xx, counts, before, rss_mb(pid))
+    return LoadResult(len(latencies), seconds, latencies, good_failures, bad_not_4xx, counts, before, rss_mb(pid),
+                      answered_by)
 
 
-def start_server(model: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(model: str | None = None, env: dict | None = None, stderr=subprocess.DEVNULL
+                 ) -> tuple[subprocess.Popen, str]:
+    import os
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "digitnet", "-q", "serve", "--port", str(port)] + (["--model", model] if model else [])
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stderr=stderr, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:

@@ -269,6 +269,66 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_personalize(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from . import config, versions
+
+    root = config.personal_dir()
+    if args.list:
+        found = versions.versions(root)
+        if not found:
+            print(f"no personal versions in {root}")
+        live = versions.current(_base_path(None))
+        for v in found:
+            p = versions.info(v, root)["personalization"]
+            b, a = p["before"], p["after"]
+            n = p["learned_from"] + p["held_out"]
+            print(f"{v}{' (in use)' if v == live else ''}: {root / str(v)}  samples {n}, "
+                  f"yours {b['user']:.0%} -> {a['user']:.0%}, MNIST validation {b['validation']:.2%} -> "
+                  f"{a['validation']:.2%}, test {b['test']:.2%} -> {a['test']:.2%}")
+        return 0
+    if args.reset:
+        print(f"removed {versions.reset(root)} personal versions from {root}; the samples stay in "
+              f"{config.samples_dir()}")
+        return 0
+    from .personalize import personalize, run_job
+    from .presets import PersonalizeConfig
+    from .samples import SampleStore, load_folder
+
+    samples = load_folder(args.samples) if args.samples else SampleStore().load()
+    cfg = dataclasses.replace(PersonalizeConfig(), **{k: v for k, v in (("epochs", args.epochs), ("seed", args.seed))
+                                                      if v is not None})
+    base = _base_path(args.base)
+
+    def show(fraction: float, what: str) -> None:
+        print(f"[{fraction:4.0%}] {what}", file=sys.stderr, flush=True)
+
+    if args.out:
+        metrics = personalize(samples, base, Path(args.out), cfg, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                              progress=show)
+        where = Path(args.out)
+    else:
+        number, metrics = run_job(samples, base, cfg, data_dir=args.data_dir, cache_dir=args.cache_dir, progress=show)
+        where = root / str(number)
+        print(f"version {number}")
+    p = metrics["personalization"]
+    b, a = p["before"], p["after"]
+    print(f"your held-out samples: {b['user']:.1%} -> {a['user']:.1%} ({p['held_out']} held out, "
+          f"{p['learned_from']} learned from)")
+    print(f"MNIST validation: {b['validation']:.2%} -> {a['validation']:.2%} (gate {p['gate']:.2%}); "
+          f"test: {b['test']:.2%} -> {a['test']:.2%}")
+    print(f"model: {where / 'model.keras'} ({p['seconds']} s)")
+    return 0
+
+
+def _base_path(base: str | None) -> Path:
+    """``--base``: a model given, else the non-personal default (never a personal version)."""
+    from .models.saving import base_model_path, resolve_model_path
+
+    return resolve_model_path(base) if base else base_model_path()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -289,8 +349,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     predictor = Predictor.load(args.model, backend=args.backend)  # once, before the first request
     predictor.warm_up()
+    # Learning endpoints would let anyone who reaches the server retrain it: only on loopback, or with a token.
     app = create_app(predictor, token=token, cors_origin=args.cors_origin, limits=Limits(workers=args.workers),
-                     allowed_hosts=hosts)
+                     allowed_hosts=hosts, learning=is_loopback(args.host) or token is not None,
+                     watch=args.model is None)
     print(f"digitnet: serving {predictor.path} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr, flush=True)
     serve(app, args.host, args.port, Limits().request_timeout_s)
@@ -421,6 +483,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "instead of drawing")
     _add_backend_arg(xp)
     xp.set_defaults(func=cmd_explain)
+
+    pz = sub.add_parser("personalize", help="fine-tune the default model on your handwriting samples into a new "
+                                            "personal version (it then answers by default)")
+    pz.add_argument("--samples", metavar="DIR", help="images in subfolders 0/ ... 9/ (default: the samples saved from "
+                                                     "the page, in $DIGITNET_HOME/samples)")
+    pz.add_argument("--base", metavar="MODEL", help="the model to fine-tune (default: the default model, never a "
+                                                    "personal version)")
+    pz.add_argument("--out", metavar="DIR", help="write the model here instead of publishing a new version in "
+                                                 "$DIGITNET_HOME/models/personal/")
+    pz.add_argument("--epochs", type=_int_in(1, 100), help=f"(default: {presets.PersonalizeConfig().epochs})")
+    pz.add_argument("--seed", type=int, help=f"(default: {presets.PersonalizeConfig().seed})")
+    pz.add_argument("--list", action="store_true", help="list the personal versions and exit")
+    pz.add_argument("--reset", action="store_true", help="remove every personal version (the samples stay) and exit")
+    _add_data_args(pz)
+    pz.set_defaults(func=cmd_personalize)
 
     limits = presets.Limits()
     sv = sub.add_parser("serve", help="serve the HTTP API and the drawing page")

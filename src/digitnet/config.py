@@ -31,6 +31,16 @@ def default_model_dir() -> Path:
     return home() / "models" / "default"
 
 
+def samples_dir() -> Path:
+    """The user's handwriting samples (``digitnet personalize`` learns from them): ``home()/samples``."""
+    return home() / "samples"
+
+
+def personal_dir() -> Path:
+    """Numbered personalized versions of the default model: ``home()/models/personal``."""
+    return home() / "models" / "personal"
+
+
 def reports_dir() -> Path:
     """Where ``digitnet evaluate`` writes reports unless told otherwise."""
     return home() / "reports"

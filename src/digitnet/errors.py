@@ -66,3 +66,11 @@ class ModelLoadError(DigitnetError, ValueError):
 
 class CheckpointError(DigitnetError, RuntimeError):
     """A checkpoint is missing, corrupt or from another version."""
+
+
+class SampleCapError(DigitnetError, RuntimeError):
+    """The sample store is full: a label holds its cap of samples, or the store its total."""
+
+
+class BusyError(DigitnetError, RuntimeError):
+    """Another personalization job holds the lock: one at a time, across processes."""

@@ -55,6 +55,7 @@ class Predictor:
         self.runner = open_runner(backend, lambda: self.model, path)  # checks the backend's name
         self._explainer = None
         self._explainer_lock = threading.Lock()
+        self.version: str | None = None  # which model this is, for people (the server's live swap names it)
 
     @property
     def model(self):
@@ -210,7 +211,7 @@ class Predictor:
         lines: dict[int, str] = {}
         for m, p, score in zip(marks, out["probabilities"], out["digit_score"]):
             if score < reject_under:
-                result.rejected.append(Rejected.of(m.box, score))
+                result.rejected.append(Rejected.of(m.box, score, m.image if with_normalized else None))
                 continue
             pred = DigitPrediction.from_probabilities(p, m.box, threshold, top_k,
                                                       m.image if with_normalized else None, score)

@@ -66,8 +66,36 @@ class Limits:
     request_timeout_s: float = 20.0  # a connection must send a whole request (headers and body) within this
 
 
+SWAP_POLL_S = 2.0  # a server serving the default model looks for a new personal version this often
+SWAP_CHECK_IMAGES = 1000  # MNIST validation images a new version must read ...
+SWAP_MIN_ACCURACY = 0.99  # ... at least this well before it is swapped in
+
 SERVE_HOST = "127.0.0.1"  # loopback only unless the user says otherwise
 SERVE_PORT = 8000
+
+# --------------------------------------------------------------------------------- personalization
+
+SAMPLES_PER_LABEL = 50  # the store's caps: per digit ...
+SAMPLES_TOTAL = 500  # ... and in all
+MIN_SAMPLES_PER_LABEL = 3  # personalize refuses a label with fewer (labels with none are kept by the replay)
+PERSONAL_VERSIONS_KEPT = 5  # the newest personal versions kept; older ones are removed
+
+
+@dataclass(frozen=True)
+class PersonalizeConfig:
+    """Fine-tuning with rehearsal: the user's samples, augmented, mixed with replayed MNIST and non-digits."""
+
+    epochs: int = 6
+    steps_per_epoch: int = 40
+    batch_size: int = 128
+    user_share: float = 0.3  # of each taught digit's examples: the user's samples (augmented anew each time)
+    negatives: float = 0.1  # of each batch: procedural non-digits, so that rejection is not forgotten
+    lr: float = 2e-4  # peak of a short one-cycle schedule: 25 times below training's, the base must not drift
+    holdout: float = 0.25  # of each label's samples, kept out of training to measure before/after
+    min_val_accuracy: float = 0.995  # MNIST validation accuracy a version must keep (see personalize.gate) ...
+    max_val_drop: float = 0.002  # ... or, from a base under it, at most 10 of the 5,000 validation digits fewer
+    seed: int = 0
+
 
 # ------------------------------------------------------------------------------------------ tutorial
 

@@ -79,13 +79,18 @@ class Rejected:
     box: list[int]  # x, y, w, h in the source image's pixels
     digit_score: float  # under the threshold in force
     reason: str = NOT_A_DIGIT
+    normalized: str | None = None  # base64 PNG of the 28x28 image the model saw, when asked (to correct it)
 
     @classmethod
-    def of(cls, box, digit_score: float) -> Rejected:
-        return cls([int(v) for v in box], round(float(digit_score), ROUND))
+    def of(cls, box, digit_score: float, normalized: np.ndarray | None = None) -> Rejected:
+        return cls([int(v) for v in box], round(float(digit_score), ROUND),
+                   normalized=png_base64(normalized) if normalized is not None else None)
 
     def to_dict(self) -> dict:
-        return {"box": self.box, "digit_score": self.digit_score, "reason": self.reason}
+        d = {"box": self.box, "digit_score": self.digit_score, "reason": self.reason}
+        if self.normalized is not None:
+            d["normalized"] = self.normalized
+        return d
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 from ._tf import import_tf
 from .augment import augment_batch, renormalize
 from .checkpoints import load_checkpoint, new_state, read_state, save_epoch, save_model, write_state
+from .data.mnist import split_validation  # noqa: F401  (re-exported: training's validation split)
 from .errors import CheckpointError, ConfigError, ModelOutputError, TrainingError
 from .evaluation import calibrate, digit_score_threshold, ece, evaluate, fit_temperature, nll, softmax
 from .fileio import atomic_write_json
@@ -38,19 +39,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PRESETS", "TrainConfig", "load_run_config", "make_config", "train"]
 
-VAL_SEED = 20260101  # fixed: the validation split never depends on the training seed
 
 
 # ---------------------------------------------------------------------------------------------- data
-
-
-def split_validation(x: np.ndarray, y: np.ndarray, val_size: int):
-    """Hold ``val_size`` samples out of the training set with a fixed permutation."""
-    if not 0 < val_size < len(x):
-        raise ConfigError(f"val_size must be between 1 and {len(x) - 1}, got {val_size}")
-    perm = np.random.default_rng(VAL_SEED).permutation(len(x))
-    tr, va = perm[:-val_size], perm[-val_size:]
-    return (x[tr], y[tr]), (x[va], y[va])
 
 
 @dataclass

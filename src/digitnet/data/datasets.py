@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..presets import NUM_CLASSES
+from ..presets import IMAGE_SIZE, NUM_CLASSES
 from .fetch import DatasetSpec, FileSpec, GzMirror, Source
 from .mnist import MNIST, MNIST_SOURCES, Split, load_dataset, read_dir
 
@@ -80,16 +80,38 @@ def load(
     return train, test, DatasetInfo(str(dataset), fingerprint(train, test), classes)
 
 
+def read_digit(path: str | os.PathLike) -> np.ndarray | None:
+    """One digit image as uint8 (28, 28) MNIST form, or None when it holds no digit. A 28x28
+    single-channel image is taken as already normalized (a saved sample, an MNIST digit): normalizing
+    it a second time would shrink it. Anything else is read the way ``digitnet predict --single`` reads it.
+    """
+    from PIL import Image
+
+    from ..preprocessing import decode, segment
+
+    try:
+        with Image.open(path) as im:  # the header only
+            normalized = im.size == (IMAGE_SIZE, IMAGE_SIZE) and im.mode in ("1", "L", "I", "I;16")
+    except Exception:  # unreadable: segment() below raises ImageError saying why
+        normalized = False
+    if normalized:
+        image = np.round(decode(path)[..., 0] * 255).astype(np.uint8)  # (28, 28)
+        return image if image.any() else None
+    seg = segment(path, single=True)
+    return seg.digits[0].image if seg.digits else None
+
+
 def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tuple[Split, Split]:
-    """Images sorted into class subfolders ``0/ ... 9/``, each normalized to MNIST form the way
-    ``digitnet predict --single`` reads it. With ``train/`` and ``test/`` subfolders (each holding
-    ``0/ ... 9/``) those are the split; otherwise a fixed ``test_share`` of each class is held out.
+    """Images sorted into class subfolders ``0/ ... 9/``, each normalized to MNIST form by
+    :func:`read_digit` (saved 28x28 samples are taken as they are). With ``train/`` and ``test/``
+    subfolders (each holding ``0/ ... 9/``) those are the split; otherwise a fixed ``test_share`` of each
+    class is held out.
 
     An image with no digit in it is skipped (and counted in the log); an unreadable one raises.
     """
     import logging
 
-    from ..preprocessing import IMAGE_SUFFIXES, segment
+    from ..preprocessing import IMAGE_SUFFIXES
 
     log = logging.getLogger(__name__)
     folder = Path(folder)
@@ -108,11 +130,11 @@ def read_image_folder(folder: str | os.PathLike, test_share: float = 0.2) -> tup
             for f in listing(root / d):
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                seg = segment(f, single=True)
-                if not seg.digits:
+                image = read_digit(f)
+                if image is None:
                     skipped += 1
                     continue
-                images.append(seg.digits[0].image)
+                images.append(image)
                 labels.append(int(d))
         if skipped:
             log.warning("%s: skipped %d images with no digit in them", root, skipped)

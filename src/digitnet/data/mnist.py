@@ -162,3 +162,18 @@ def load_tutorial_split(
     y = np.eye(10, dtype=np.float32)[labels]  # one-hot, like the tutorial's OneHotEncoder
     X_train, X_test, y_train_oh, y_test_oh = train_test_split(x, y, test_size=0.2, random_state=1)
     return X_train, X_test, y_train_oh, y_test_oh
+
+
+VAL_SEED = 20260101  # fixed: the validation split never depends on the training seed
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, val_size: int):
+    """Hold ``val_size`` samples out of the training set with a fixed permutation: every training run's
+    validation split (and the one a server checks a new personal version on)."""
+    from ..errors import ConfigError
+
+    if not 0 < val_size < len(x):
+        raise ConfigError(f"val_size must be between 1 and {len(x) - 1}, got {val_size}")
+    perm = np.random.default_rng(VAL_SEED).permutation(len(x))
+    tr, va = perm[:-val_size], perm[-val_size:]
+    return (x[tr], y[tr]), (x[va], y[va])

@@ -16,15 +16,26 @@ def shipped_model_path() -> Path:
     return Path(str(resources.files("digitnet") / "weights" / "default.keras"))
 
 
+def base_model_path() -> Path:
+    """The non-personal default model: ``$DIGITNET_HOME/models/default/model.keras`` when it exists, else
+    the shipped weights. ``digitnet personalize --base`` means this, so versions never compound."""
+    trained = config.default_model_dir() / "model.keras"
+    return trained if trained.is_file() else shipped_model_path()
+
+
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
     """A ``.keras`` file from a model directory, a file, or (``None``) the default model.
 
-    ``None`` means ``$DIGITNET_HOME/models/default/model.keras`` when it exists, else the shipped weights.
-    Raises :class:`ModelNotFoundError` when ``path`` names neither a file nor a model directory.
+    ``None`` means, in order: the newest personal version fine-tuned from the current base (see
+    :mod:`digitnet.versions`), the trained default model, the shipped weights. Raises
+    :class:`ModelNotFoundError` when ``path`` names neither a file nor a model directory.
     """
     if path is None:
-        trained = config.default_model_dir() / "model.keras"
-        return trained if trained.is_file() else shipped_model_path()
+        from .. import versions
+
+        base = base_model_path()
+        personal = versions.current(base)
+        return versions.personal_path(personal) if personal is not None else base
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / "model.keras"

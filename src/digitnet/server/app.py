@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..inference import Predictor
 from ..presets import Limits
-from . import routes
+from . import learn, routes
 from .deps import ApiError, Gate, ServerState
 from .middleware import BodyLimit, HostCheck, RequestLog
 
@@ -27,29 +27,42 @@ log = logging.getLogger("digitnet.server")
 
 
 def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: str | None = None,
-               limits: Limits | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
+               limits: Limits | None = None, allowed_hosts: list[str] | None = None, learning: bool = True,
+               watch: bool = False) -> FastAPI:
     """Build the app around an already loaded :class:`Predictor` (tests inject their own).
 
     ``allowed_hosts`` (default: any) are the Host header values accepted, against DNS rebinding.
+    ``learning`` allows the samples and personalize endpoints (``serve`` turns them off beyond loopback
+    without a token: 403). ``watch`` swaps in new personal versions of the default model (``swap.py``).
     """
     from starlette.formparsers import MultiPartParser
+
+    from .swap import ModelWatcher, version_label
 
     limits = limits or Limits()
     gate = Gate(limits.workers, limits.max_queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if watcher is not None:
+            watcher.start()
         yield
+        if watcher is not None:
+            watcher.stop()
         gate.pool.shutdown(wait=False, cancel_futures=True)  # work still running stops at its deadline
     # Keep multipart uploads in memory up to the body cap (Starlette spools files over 1 MB to disk); the
     # body is already held in memory by BodyLimit, so this adds no new exposure. Class-wide, only raised.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limits.max_upload_bytes)
     app = FastAPI(title="digitnet", version=__version__, summary="Handwritten digit recognition", lifespan=lifespan,
                   description="Read the digits in an image: drawings, scans or photos, any size, polarity or colour.")
-    app.state.digitnet = ServerState(predictor, limits, gate, token)
+    if predictor.version is None:
+        predictor.version = version_label(predictor.path)
+    state = app.state.digitnet = ServerState(predictor, limits, gate, token, learning)
+    watcher = app.state.watcher = ModelWatcher(state, predictor.backend) if watch else None
     _add_error_handlers(app)
     app.include_router(routes.pages)
     app.include_router(routes.api)
+    app.include_router(learn.api)
     app.mount("/static", StaticFiles(directory=str(routes.STATIC)), name="static")
     if cors_origin:
         from fastapi.middleware.cors import CORSMiddleware

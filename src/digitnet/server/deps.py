@@ -69,15 +69,23 @@ class Gate:
 class ServerState:
     """Everything a request needs, built once by ``create_app`` and kept on ``app.state.digitnet``."""
 
-    predictor: Predictor
+    predictor: Predictor  # swapped whole by the live swap: read it once per request
     limits: Limits
     gate: Gate
     token: str | None = None
+    learning: bool = True  # the samples and personalize endpoints answer (else 403)
 
 
 def state(request: Request) -> ServerState:
     """Dependency: the server's state."""
     return request.app.state.digitnet
+
+
+def check_learning(request: Request) -> None:
+    """Dependency of the learning endpoints: refused (403) on a server anyone could retrain."""
+    if not state(request).learning:
+        raise ApiError(403, "learning is off on this server: it listens beyond loopback without a token, so anyone "
+                            "could retrain it; restart it with --token", code="learning_off")
 
 
 def check_token(request: Request) -> None:

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import DeadlineExceeded, ImageError, ImageTooLargeError, ModelOutputError
+from ..inference import Predictor
 from ..presets import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from ..results import Reading
 from .deps import ApiError, ServerState, check_token, state
@@ -44,7 +45,7 @@ async def healthz():
 @api.get("/model", summary="The loaded model", response_model=ModelOut, responses=errors(401))
 async def model_info(s: State):
     p = s.predictor
-    return {"name": p.name, "file": str(p.path) if p.path else None,
+    return {"name": p.name, "version": p.version, "file": str(p.path) if p.path else None,
             "accuracy": p.info.get("test", {}).get("accuracy"), "trained_at": p.info.get("model", {}).get("trained_at"),
             "parameters": p.parameters, "classes": [str(i) for i in range(NUM_CLASSES)],
             "min_confidence": p.min_confidence, "min_digit_score": p.min_digit_score, "backend": p.backend}
@@ -89,31 +90,52 @@ async def explain(request: Request, s: State, opts: Options) -> JSONResponse:
     return await _read_one(request, s, opts, explain=True)
 
 
-async def _read_one(request: Request, s: ServerState, opts: ReadOptions, explain: bool = False) -> JSONResponse:
-    """One image from any of the three body forms, read through the gate (and explained, when asked)."""
-    deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole request
+@dataclass
+class Upload:
+    """One request's image: raw bytes (a file or base64) or MNIST-form pixels, plus the other fields."""
+
+    data: bytes | None = None
+    name: str | None = None
+    pixels: np.ndarray | None = None  # uint8 (28, 28), MNIST polarity
+    fields: dict | None = None  # the other form fields or JSON keys
+
+
+async def read_upload(request: Request) -> Upload:
+    """The image of a request in any of the three body forms (multipart ``file``, JSON ``pixels`` or ``image``)."""
     ctype = _content_type(request)
     if ctype == "multipart/form-data":
         form = await _form(request, max_files=1)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(422, "multipart request needs an image in the field 'file'")
-        data = await upload.read()
-        reading = await s.gate.run(_read_bytes, s, data, upload.filename, opts, deadline, explain, deadline=deadline)
-    elif ctype == "application/json":
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return Upload(data=await upload.read(), name=upload.filename, fields=fields)
+    if ctype == "application/json":
         body = await _json_body(request)
         if "pixels" in body:
-            image = np.round(_pixels(body["pixels"])).astype(np.uint8)  # (28, 28), MNIST polarity
-            reading = await s.gate.run(_read_mnist, s, image, opts, explain, deadline=deadline)
-        elif "image" in body:
-            reading = await s.gate.run(_read_bytes, s, _b64(body["image"]), None, opts, deadline, explain,
-                                       deadline=deadline)
-        else:
-            raise ApiError(422, "JSON body needs 'pixels' (28x28 or 784 numbers) or 'image' (base64)")
+            return Upload(pixels=np.round(_pixels(body["pixels"])).astype(np.uint8), fields=body)
+        if "image" in body:
+            return Upload(data=_b64(body["image"]), fields=body)
+        raise ApiError(422, "JSON body needs 'pixels' (28x28 or 784 numbers) or 'image' (base64)")
+    raise ApiError(415, f"unsupported content type {ctype or 'none'!r}: send multipart/form-data or "
+                        "application/json")
+
+
+async def _read_one(request: Request, s: ServerState, opts: ReadOptions, explain: bool = False) -> JSONResponse:
+    """One image from any of the three body forms, read through the gate (and explained, when asked)."""
+    deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole request
+    p = s.predictor  # taken once: a live swap during the request does not change who answers it
+    up = await read_upload(request)
+    if up.pixels is not None:
+        reading = await s.gate.run(_read_mnist, p, up.pixels, opts, explain, deadline=deadline)
     else:
-        raise ApiError(415, f"unsupported content type {ctype or 'none'!r}: send multipart/form-data or "
-                            "application/json")
-    return JSONResponse(reading.to_dict())
+        reading = await s.gate.run(_read_bytes, p, s, up.data, up.name, opts, deadline, explain, deadline=deadline)
+    return JSONResponse(reading.to_dict(), headers=version_header(p))
+
+
+def version_header(p) -> dict:
+    """``X-Digitnet-Model-Version``: the model that answered."""
+    return {"X-Digitnet-Model-Version": str(p.version)}
 
 
 @api.post("/predict/batch", summary="Read several images (multipart, field `file`)", response_model=None,
@@ -123,6 +145,7 @@ async def predict_batch(request: Request, s: State, opts: Options) -> JSONRespon
     deadline = time.monotonic() + s.limits.timeout_s  # one deadline for the whole batch, not one per file
     if _content_type(request) != "multipart/form-data":
         raise ApiError(415, "send the images as multipart/form-data, each in a field 'file'")
+    p = s.predictor  # taken once: a live swap during the request does not change who answers it
     form = await _form(request, max_files=s.limits.max_batch, what="batch")
     uploads = [f for f in form.getlist("file") if not isinstance(f, str)]
     if not uploads:
@@ -136,23 +159,23 @@ async def predict_batch(request: Request, s: State, opts: Options) -> JSONRespon
             continue
         data = await upload.read()
         try:
-            reading = await s.gate.run(_read_bytes, s, data, upload.filename, opts, deadline, deadline=deadline)
+            reading = await s.gate.run(_read_bytes, p, s, data, upload.filename, opts, deadline, deadline=deadline)
         except ApiError as e:
             if e.status in (503, 504):
                 raise
             reading = Reading.failed(upload.filename, e.message)
         out.append(reading.to_dict())
         size += len(json.dumps(out[-1]))
-    return JSONResponse(out)
+    return JSONResponse(out, headers=version_header(p))
 
 
 # ------------------------------------------------------------------------------- work (in the pool)
 
 
-def _read_bytes(s: ServerState, data: bytes, name: str | None, opts: ReadOptions, deadline: float,
+def _read_bytes(p: Predictor, s: ServerState, data: bytes, name: str | None, opts: ReadOptions, deadline: float,
                 explain: bool = False) -> Reading:
     try:
-        return s.predictor.predict_image(data, single=opts.single, top_k=opts.top_k,
+        return p.predict_image(data, single=opts.single, top_k=opts.top_k,
                                          min_digit_score=opts.min_digit_score, file=name, with_normalized=True,
                                          max_pixels=s.limits.max_pixels, deadline=deadline, explain=explain)
     except ImageTooLargeError as e:
@@ -165,9 +188,9 @@ def _read_bytes(s: ServerState, data: bytes, name: str | None, opts: ReadOptions
         raise ApiError(500, str(e)) from None
 
 
-def _read_mnist(s: ServerState, image: np.ndarray, opts: ReadOptions, explain: bool = False) -> Reading:
+def _read_mnist(p: Predictor, image: np.ndarray, opts: ReadOptions, explain: bool = False) -> Reading:
     try:
-        return s.predictor.predict_mnist_image(image, top_k=opts.top_k, with_normalized=True,
+        return p.predict_mnist_image(image, top_k=opts.top_k, with_normalized=True,
                                                min_digit_score=opts.min_digit_score, explain=explain)
     except ModelOutputError as e:
         raise ApiError(500, str(e)) from None

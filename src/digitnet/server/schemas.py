@@ -54,6 +54,8 @@ class RejectedOut(BaseModel):
     box: list[int] = Field(min_length=4, max_length=4, description="x, y, w, h in the image's pixels")
     digit_score: float = Field(ge=0, le=1, description="the model's belief that the mark is a digit at all")
     reason: str = Field(description="'not a digit'")
+    normalized: str | None = Field(None, description="base64 PNG of the 28x28 image the model saw (so that a "
+                                                     "wrong rejection can be corrected with /api/samples)")
 
 
 class ReadingOut(BaseModel):
@@ -71,6 +73,9 @@ class ModelOut(BaseModel):
     """The loaded model."""
 
     name: str
+    version: str | None = Field(description="which model answers: a personal version's number, 'default' (the "
+                                            "trained default), 'shipped', or a file; also in the "
+                                            "X-Digitnet-Model-Version header of every reading")
     file: str | None
     accuracy: float | None = Field(description="MNIST test accuracy recorded with the model")
     trained_at: str | None
@@ -80,6 +85,34 @@ class ModelOut(BaseModel):
     min_digit_score: float = Field(description="the calibrated digit-score threshold: a mark under it is "
                                                "'not a digit' (0: nothing is rejected)")
     backend: str = Field(description="the inference runtime")
+
+
+class SampleOut(BaseModel):
+    """A stored sample."""
+
+    id: str = Field(description="the sha256 of the 28x28 image's 784 raw bytes")
+    label: int = Field(ge=0, le=9)
+
+
+class SamplesOut(BaseModel):
+    """The sample store."""
+
+    counts: dict[str, int] = Field(description="samples per digit, '0' to '9'")
+    total: int
+    samples: list[SampleOut]
+
+
+class PersonalizeOut(BaseModel):
+    """The personalization job: the last one, or the one running."""
+
+    state: str = Field(description="idle, starting, running, done or failed")
+    progress: float = Field(ge=0, le=1)
+    before: dict | None = Field(description="accuracies of the base: `user` (your held-out samples), "
+                                            "`validation` and `test` (MNIST)")
+    after: dict | None = Field(description="the same, for the new version")
+    version: int | None = Field(description="the version published")
+    error: str | None = Field(description="why it failed")
+    message: str | None = Field(None, description="what it is doing")
 
 
 class ErrorOut(BaseModel):
