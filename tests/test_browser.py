@@ -281,3 +281,73 @@ def test_inside_the_network_panel(page, mnist):
         time.sleep(0.1)
     assert canvas.get_attribute("data-cls") == str(y[2]) and set(asked) == {"explain"}
     page.click("#inside summary")  # closed again: back to plain predictions
+
+
+@pytest.fixture(scope="module")
+def learning_server(tmp_path_factory):
+    """`digitnet serve` of the default model (so it follows personal versions) in a $DIGITNET_HOME of its own."""
+    import os
+
+    import loadgen
+    from digitnet import config
+
+    home = tmp_path_factory.mktemp("learning") / "home"
+    env = {"DIGITNET_HOME": str(home), "DIGITNET_DATA": str(config.resolve_cache_dir(None))}
+    proc, url = loadgen.start_server(env={**os.environ, **env})
+    yield url, home
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_teach_it_your_handwriting(browser, learning_server):
+    """Correct an answer, see the counter, run personalize, see the new answer."""
+    import json
+    import urllib.request
+
+    from PIL import Image
+
+    import styles
+
+    url, home = learning_server
+    pg = browser.new_page(viewport={"width": 1000, "height": 900})
+    pg.goto(url)
+    pg.locator("#teach").wait_for(state="visible")
+    assert pg.locator("#sample-counts").inner_text().startswith("No samples yet")
+    strokes = styles._quirk(2, np.random.default_rng(3))  # a "Z" with a bar across: MNIST has no such 2
+    stroke_glyph(pg, strokes, left=0.5)
+    deadline = time.time() + 8
+    while time.time() < deadline and pg.locator("#corrections .correction").count() == 0:
+        time.sleep(0.1)
+    before = pg.locator("#answer").inner_text()
+    print(f"before personalizing, the drawing read {before!r}")
+    row = pg.locator("#corrections .correction").first
+    row.locator("select").select_option("2")
+    row.locator("button").click()
+    assert answer_text(row.locator(".saved"), "saved as 2")
+    counts = pg.locator("#sample-counts")
+    assert answer_text(counts, "Your samples: 2: 1 (1 in all)")
+    stored = list((home / "samples" / "2").glob("*.png"))
+    assert len(stored) == 1 and np.asarray(Image.open(stored[0])).shape == (28, 28)
+
+    x, y = styles.style(10, seed=4)  # more of the same hand, as if corrected one by one
+    for a, b in zip(x, y):
+        req = urllib.request.Request(f"{url}/api/samples", data=json.dumps({"pixels": a.tolist(), "label": int(b)})
+                                     .encode(), headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req)
+    pg.locator("#personalize").click()
+    status = pg.locator("#personalize-status")
+    assert answer_text(status, "Now answering.", timeout=150, contains=True), status.inner_text()
+    assert status.get_attribute("data-version") == "1"
+    assert answer_becomes(pg, "2", timeout=10) == "2", f"read {before!r} before personalizing"
+    pg.screenshot(path=str(ARTIFACTS / "personalized.png"))
+    pg.close()
+
+
+def answer_text(locator, text: str, timeout: float = 8.0, contains: bool = False) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = locator.inner_text()
+        if (text in got) if contains else (got == text):
+            return True
+        time.sleep(0.2)
+    return False

@@ -22,6 +22,18 @@ export class Api {
     }
   }
 
+  // Any other API call (no aborting): resolves to {ok, status, data}.
+  async call(method, path, body) {
+    const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+    if (this.tokenInput.value) headers.Authorization = `Bearer ${this.tokenInput.value}`;
+    try {
+      const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { ok: res.ok, status: res.status, data: res.status === 204 ? {} : await res.json() };
+    } catch (err) {
+      return { ok: false, status: 0, data: { error: `cannot reach the server (${err.message})` } };
+    }
+  }
+
   predictDrawing(dataURL, explain = false) { return this.predict(JSON.stringify({ image: dataURL }), explain); }
 
   predictFile(file, explain = false) {

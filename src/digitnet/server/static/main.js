@@ -3,6 +3,7 @@ import { Api } from "./api.js";
 import { Boxes } from "./boxes.js";
 import { Pad } from "./draw.js";
 import { Inside } from "./inside.js";
+import { Teach } from "./teach.js";
 import { ResultView } from "./view.js";
 
 const view = new ResultView();
@@ -12,6 +13,8 @@ const inside = new Inside(() => { if (!pad.empty) pad.onChange(0); });
 view.addPanel(inside);
 const api = new Api(document.getElementById("token"));
 const tokenRow = document.getElementById("token-row");
+// A new personal version answers: read what is drawn again, so the user sees its answer.
+view.addPanel(new Teach(api, () => { if (!pad.empty) pad.onChange(0); }));
 let timer = null;
 
 // fromCanvas: the answer is about the drawing (its boxes can be drawn over it), not an uploaded file.
