@@ -363,3 +363,29 @@ def test_live_swap_under_load_fails_no_request(version_home, tmp_path):
     assert "now serving model version 1" in err.decode()
     print(f"{first_new} answers from the shipped model, then {labels.count('1')} from version 1; "
           f"p99 {r.pct(99):.0f} ms")
+
+
+def test_a_bad_version_is_refused_and_the_old_model_keeps_serving(home, predictor, caplog):
+    from digitnet.fileio import sha256_file
+    from digitnet.inference import shipped_model_path
+    from digitnet.models import zoo
+    from digitnet.server.deps import ServerState
+    from digitnet.server.swap import ModelWatcher
+
+    state = ServerState(predictor, None, None)
+    predictor.version = "shipped"
+    watcher = ModelWatcher(state, "tflite")
+    base = {"base": {"sha256": sha256_file(shipped_model_path())}}
+    damaged = home / "models" / "personal" / "1"
+    damaged.mkdir(parents=True)
+    (damaged / "model.keras").write_bytes(b"not a model")
+    (damaged / "metrics.json").write_text(json.dumps(base))
+    assert not watcher.check_once() and state.predictor is predictor
+    assert "refused, still serving version shipped" in caplog.text
+    untrained = home / "models" / "personal" / "2"  # loads fine, reads MNIST at chance
+    untrained.mkdir()
+    zoo.cnn(width=4).save(untrained / "model.keras")
+    (untrained / "metrics.json").write_text(json.dumps(base))
+    assert not watcher.check_once() and state.predictor is predictor
+    assert "under 99%" in caplog.text
+    assert not watcher.check_once()  # refused once, not retried every poll
