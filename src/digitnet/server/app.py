@@ -55,8 +55,8 @@ def create_app(predictor: Predictor, *, token: str | None = None, cors_origin: s
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limits.max_upload_bytes)
     app = FastAPI(title="digitnet", version=__version__, summary="Handwritten digit recognition", lifespan=lifespan,
                   description="Read the digits in an image: drawings, scans or photos, any size, polarity or colour.")
-    if predictor.version is None:
-        predictor.version = version_label(predictor.path)
+    if getattr(predictor, "version", None) is None:  # tests inject stand-ins that lack it
+        predictor.version = version_label(getattr(predictor, "path", None))
     state = app.state.digitnet = ServerState(predictor, limits, gate, token, learning)
     watcher = app.state.watcher = ModelWatcher(state, predictor.backend) if watch else None
     _add_error_handlers(app)
