@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: timing, percentiles, and the test suite's load generator."""
+"""Helpers shared by the benchmark scripts: timing, percentiles, photos of digits, the tests' load generator."""
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
@@ -31,3 +32,21 @@ def load_generator():
     import loadgen
 
     return loadgen
+
+
+def photo(digit: np.ndarray, rng, colour: bool = False) -> bytes:
+    """A 1000x1000 JPEG 'photo': ink on paper with a lighting gradient and noise; grey (dark ink on grey
+    paper) or colour (blue ink on cream paper)."""
+    from PIL import Image
+
+    ink = np.asarray(Image.fromarray(digit).resize((600, 600), Image.Resampling.BICUBIC), np.float32) / 255
+    light = np.full((1000, 1000), 1.0, np.float32) - np.linspace(0, 0.35, 1000)[None, :]
+    paper = np.array([0.95, 0.9, 0.75] if colour else [0.85, 0.85, 0.85], np.float32)
+    pen = np.array([0.15, 0.2, 0.6] if colour else [0.15, 0.15, 0.15], np.float32)
+    alpha = np.zeros((1000, 1000, 1), np.float32)
+    alpha[200:800, 250:850, 0] = ink.clip(0, 1)
+    page = (paper * (1 - alpha) + pen * alpha) * light[..., None]
+    page += rng.normal(0, 0.03, page.shape[:2])[..., None]
+    buf = io.BytesIO()
+    Image.fromarray((page.clip(0, 1) * 255).astype(np.uint8), "RGB").save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

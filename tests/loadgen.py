@@ -138,21 +138,32 @@ def run_load(url: str, n: int = 5000, concurrency: int = 32, bad_fraction: float
                       answered_by)
 
 
-def start_server(model: str | None = None, env: dict | None = None, stderr=subprocess.DEVNULL
-                 ) -> tuple[subprocess.Popen, str]:
-    import os
-
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "digitnet", "-q", "serve", "--port", str(port)] + (["--model", model] if model else [])
+        return s.getsockname()[1]
+
+
+def start_server(model: str | None = None, env: dict | None = None, stderr=subprocess.DEVNULL,
+                 processes: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start `digitnet serve` on a free loopback port; return once ``processes`` different pids have
+    answered /healthz (each on a new connection), so that every worker is ready."""
+    import json
+    import os
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "digitnet", "-q", "serve", "--port", str(port), "--processes", str(processes)] + (
+        ["--model", model] if model else [])
     proc = subprocess.Popen(cmd, stderr=stderr, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    pids: set[int] = set()
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
         try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1)
-            return proc, url
+            pids.add(json.loads(urllib.request.urlopen(f"{url}/healthz", timeout=2).read())["pid"])
+            if len(pids) >= processes:
+                return proc, url
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server did not start ({len(pids)} of {processes} processes answered)")

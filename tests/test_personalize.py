@@ -389,3 +389,36 @@ def test_a_bad_version_is_refused_and_the_old_model_keeps_serving(home, predicto
     assert not watcher.check_once() and state.predictor is predictor
     assert "under 99%" in caplog.text
     assert not watcher.check_once()  # refused once, not retried every poll
+
+
+@pytest.mark.slow
+def test_two_server_processes_share_a_port_and_both_swap(version_home, tmp_path):
+    """`serve --processes 2`: two pids answer on one port, each with its own model, and both follow a new version."""
+    import urllib.request
+
+    import loadgen
+
+    root, env, _, _ = version_home
+    home = tmp_path / "home"
+    shutil.copytree(root, home, ignore=shutil.ignore_patterns("personal"))
+    proc, url = loadgen.start_server(env={**env, "DIGITNET_HOME": str(home)}, processes=2)  # both pids answered
+
+    def versions(seconds: float, until: set) -> dict:
+        seen, deadline = {}, time.time() + seconds
+        while time.time() < deadline and not (len(seen) == 2 and set(seen.values()) == until):
+            h = json.loads(urllib.request.urlopen(f"{url}/healthz", timeout=5).read())  # a new connection each time
+            seen[h["pid"]] = h["model_version"]
+        return seen
+
+    try:
+        seen = versions(30, {"shipped"})
+        assert len(seen) == 2 and set(seen.values()) == {"shipped"}, seen
+        (home / "models" / "personal").mkdir(parents=True)
+        shutil.copytree(root / "models" / "personal" / "1", home / "models" / "personal" / "1")
+        seen = versions(60, {"1"})
+        assert len(seen) == 2 and set(seen.values()) == {"1"}, seen  # both processes swapped
+        r = loadgen.run_load(url, n=300, concurrency=8, bad_fraction=0.0)
+        assert r.status_counts == {200: 300} and {v for _, v in r.answered_by} == {"1"}
+    finally:
+        proc.terminate()
+        proc.wait(20)

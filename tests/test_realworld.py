@@ -179,6 +179,44 @@ def test_predict_cli_json_errors_and_exit_codes(test_digits, tmp_path):
     assert missing.returncode == 1 and "no such file" in missing.stdout
 
 
+def test_predict_jobs_reads_in_a_pool_in_order_with_per_file_errors(test_digits, predictor, tmp_path, monkeypatch):
+    """Above POOL_MIN_FILES files, --jobs 2 preprocesses in worker processes: same answers as one job, in input
+    order, each bad file with its own error; at or under it, no pool is started."""
+    from digitnet import batch
+    from digitnet.presets import POOL_MIN_FILES
+
+    x, y = test_digits
+    rng = np.random.default_rng(5)
+    files = []
+    for i in range(POOL_MIN_FILES + 8):
+        f = tmp_path / f"{i:03d}.png"
+        if i in (3, 30):
+            f.write_bytes(b"not an image")
+        else:
+            inverted(x[i], rng).save(f)
+        files.append(str(f))
+    serial = [r.to_dict() for r in batch.read_files(predictor, files, jobs=1)]
+    pooled = [r.to_dict() for r in batch.read_files(predictor, files, jobs=2)]
+    assert pooled == serial and [r["file"] for r in pooled] == files
+    assert [i for i, r in enumerate(pooled) if r["error"]] == [3, 30]
+    assert sum(r["digits"] == str(y[i]) for i, r in enumerate(pooled)) >= len(files) - 3
+
+    def no_pool(*args):
+        raise AssertionError("a pool was started for a few files")
+
+    monkeypatch.setattr(batch, "_read_in_pool", no_pool)
+    few = list(batch.read_files(predictor, files[:POOL_MIN_FILES], jobs=2))
+    assert [r.to_dict() for r in few] == serial[:POOL_MIN_FILES]
+    with pytest.raises(ValueError, match="top_k"):
+        next(batch.read_files(predictor, files, jobs=2, top_k=11))
+
+    proc = subprocess.run([sys.executable, "-m", "digitnet", "predict", "--jobs", "2", str(tmp_path)],
+                          capture_output=True, text=True)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and [line.split(": ")[0] for line in lines] == files
+    assert lines[3] == f"{files[3]}: error: not a readable image (unknown or unsupported format)"
+
+
 def test_predictor_api_contract(predictor, test_digits):
     x, y = test_digits
     probs = predictor.predict_proba(x[:100])

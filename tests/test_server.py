@@ -52,7 +52,9 @@ def test_page_health_model_and_docs(client):
     for module in ("main.js", "draw.js", "api.js", "view.js"):  # ES modules, served without a build step
         r = client.get(f"/static/{module}")
         assert r.status_code == 200 and "javascript" in r.headers["content-type"]
-    assert client.get("/healthz").json() == {"status": "ok"}
+    import os
+
+    assert client.get("/healthz").json() == {"status": "ok", "pid": os.getpid(), "model_version": "shipped"}
     info = client.get("/api/model").json()
     assert info["classes"] == [str(i) for i in range(10)] and info["accuracy"] >= 0.99 and info["trained_at"]
     assert client.get("/docs").status_code == 200

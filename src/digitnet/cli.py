@@ -187,6 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
+    from .batch import read_files
     from .inference import Predictor
     from .preprocessing import MAX_BYTES
     from .results import Reading
@@ -201,18 +202,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         results.append(Reading.failed(folder, why).to_dict())
         if not args.json:
             print(f"{folder}: {_describe(results[-1])}", flush=True)
-    for item in inputs:
-        try:
-            # stdin: at most the cap plus one byte, so that an endless stream is refused, not read.
-            source = sys.stdin.buffer.read(MAX_BYTES + 1) if item == "-" else item
-            r = predictor.predict_image(source, single=args.single, top_k=args.top_k,
-                                        min_confidence=args.min_confidence, min_digit_score=args.min_digit_score,
-                                        file=item).to_dict()
-        except (DigitnetError, OSError) as e:  # this file only: the others are still read
-            r, failed = Reading.failed(item, str(e)).to_dict(), True
+    # stdin: at most the cap plus one byte, so that an endless stream is refused, not read.
+    sources = [sys.stdin.buffer.read(MAX_BYTES + 1) if item == "-" else item for item in inputs]
+    for reading in read_files(predictor, sources, names=inputs, jobs=args.jobs, single=args.single,
+                              top_k=args.top_k, min_confidence=args.min_confidence,
+                              min_digit_score=args.min_digit_score):
+        r = reading.to_dict()
+        failed = failed or r["error"] is not None
         results.append(r)
         if not args.json:
-            print(f"{item}: {_describe(r)}", flush=True)
+            print(f"{r['file']}: {_describe(r)}", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
@@ -342,17 +341,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if hosts == ["*"]:
         print(f"digitnet: warning: serving on {args.host} without checking the Host header (set --allowed-hosts "
               "to the names clients use, against DNS rebinding)", file=sys.stderr)
-    from .inference import Predictor
     from .presets import Limits
+
+    # Learning endpoints would let anyone who reaches the server retrain it: only on loopback, or with a token.
+    settings = dict(token=token, cors_origin=args.cors_origin, allowed_hosts=hosts, workers=args.workers,
+                    learning=is_loopback(args.host) or token is not None, watch=args.model is None)
+    if args.processes > 1:  # each process loads its own model: the settings travel to them, not the model
+        from .server.serving import serve_processes
+
+        print(f"digitnet: serving on http://{args.host}:{args.port}/ with {args.processes} processes (API docs at "
+              "/docs)", file=sys.stderr, flush=True)
+        serve_processes(dict(settings, model=args.model, backend=args.backend), args.host, args.port,
+                        args.processes, Limits().request_timeout_s)
+        return 0
+    from .inference import Predictor
     from .server import create_app
     from .server.serving import serve
 
     predictor = Predictor.load(args.model, backend=args.backend)  # once, before the first request
     predictor.warm_up()
-    # Learning endpoints would let anyone who reaches the server retrain it: only on loopback, or with a token.
-    app = create_app(predictor, token=token, cors_origin=args.cors_origin, limits=Limits(workers=args.workers),
-                     allowed_hosts=hosts, learning=is_loopback(args.host) or token is not None,
-                     watch=args.model is None)
+    workers = settings.pop("workers")
+    app = create_app(predictor, limits=Limits(workers=workers), **settings)
     print(f"digitnet: serving {predictor.path} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr, flush=True)
     serve(app, args.host, args.port, Limits().request_timeout_s)
@@ -468,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: calibrated with the model, else "
                          f"{presets.DEFAULT_MIN_DIGIT_SCORE:g})")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
+    pr.add_argument("--jobs", type=_int_in(1, 256), default=presets.default_jobs(), metavar="N",
+                    help=f"processes that decode and preprocess, with more than {presets.POOL_MIN_FILES} files "
+                         f"(default: the number of cores, here {presets.default_jobs()})")
     _add_backend_arg(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -507,7 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=_int_in(1, 65535), default=presets.SERVE_PORT,
                     help=f"(default: {presets.SERVE_PORT})")
     sv.add_argument("--workers", type=_int_in(1, 64), default=limits.workers,
-                    help=f"predictions running at once (default: {limits.workers})")
+                    help=f"predictions running at once in each process (default: {limits.workers})")
+    sv.add_argument("--processes", type=_int_in(1, 64), default=presets.SERVE_PROCESSES,
+                    help="server processes on the one port, each with its own model, limits and queue "
+                         f"(default: {presets.SERVE_PROCESSES})")
     sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on the API (default: $DIGITNET_TOKEN)")
     sv.add_argument("--cors-origin", metavar="ORIGIN", help="allow this origin to call the API (default: none)")
     sv.add_argument("--allowed-hosts", metavar="H1,H2",

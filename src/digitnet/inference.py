@@ -146,6 +146,14 @@ class Predictor:
         a mark that scores under it is "not a digit". 0 (reject nothing) for a model calibrated without it."""
         return float(self.info.get("calibration", {}).get("min_digit_score", DEFAULT_MIN_DIGIT_SCORE))
 
+    def check_options(self, top_k: int | None, min_confidence: float | None, min_digit_score: float | None
+                 ) -> tuple[float, float]:
+        """Check the reading options (raising InputError); the low-confidence and rejection thresholds to use."""
+        if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
+            raise InputError(f"top_k must be between 1 and 10, got {top_k}")
+        return (self._threshold("min_confidence", min_confidence, self.min_confidence),
+                self._threshold("min_digit_score", min_digit_score, self.min_digit_score))
+
     @staticmethod
     def _threshold(name: str, value: float | None, default: float) -> float:
         value = default if value is None else float(value)
@@ -189,10 +197,7 @@ class Predictor:
         """
         from .preprocessing import check_deadline, segment
 
-        if top_k is not None and not 1 <= top_k <= NUM_CLASSES:
-            raise InputError(f"top_k must be between 1 and 10, got {top_k}")
-        threshold = self._threshold("min_confidence", min_confidence, self.min_confidence)
-        reject_under = self._threshold("min_digit_score", min_digit_score, self.min_digit_score)
+        threshold, reject_under = self.check_options(top_k, min_confidence, min_digit_score)
         seg = segment(image, single=single, max_pixels=max_pixels, deadline=deadline)
         if not seg.digits:
             return Reading(file=file, reason=seg.reason)
@@ -202,11 +207,35 @@ class Predictor:
             self._explain_reading(reading, seg.digits, target, deadline)
         return reading
 
+    def read_segmentations(self, items: list, *, top_k: int | None = None, min_confidence: float | None = None,
+                           min_digit_score: float | None = None) -> list[Reading]:
+        """The readings of many images already segmented, with one model call for all their marks.
+
+        ``items`` holds ``(file, seg)`` pairs, ``seg`` a :class:`~digitnet.preprocessing.Segmentation`
+        or, for a file that could not be read, the error message (a str). Options as for :meth:`predict_image`.
+        """
+        threshold, reject_under = self.check_options(top_k, min_confidence, min_digit_score)
+        marks = [m for _, seg in items if not isinstance(seg, str) for m in seg.digits]
+        out = self.run(np.stack([m.image for m in marks]) if marks else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8),
+                       ("digit_score", "probabilities"))
+        readings, start = [], 0
+        for file, seg in items:
+            if isinstance(seg, str):
+                readings.append(Reading.failed(file, seg))
+            elif not seg.digits:
+                readings.append(Reading(file=file, reason=seg.reason))
+            else:
+                part = {k: v[start:start + len(seg.digits)] for k, v in out.items()}
+                readings.append(self._read_marks(seg.digits, file, threshold, reject_under, top_k, False, part))
+                start += len(seg.digits)
+        return readings
+
     def _read_marks(self, marks: list, file: str | None, threshold: float, reject_under: float,
-                    top_k: int | None, with_normalized: bool) -> Reading:
-        """One model call for the marks (each with ``image`` uint8 (28, 28), ``box`` and ``line``): a digit
-        per mark scoring at least ``reject_under``, the others listed as rejected."""
-        out = self.run(np.stack([m.image for m in marks]), ("digit_score", "probabilities"))  # (n, 28, 28) in
+                    top_k: int | None, with_normalized: bool, out: dict | None = None) -> Reading:
+        """A digit per mark (each with ``image`` uint8 (28, 28), ``box`` and ``line``) scoring at least
+        ``reject_under``, the others listed as rejected; one model call, unless its ``out`` is given."""
+        if out is None:
+            out = self.run(np.stack([m.image for m in marks]), ("digit_score", "probabilities"))  # (n, 28, 28) in
         result = Reading(file=file)
         lines: dict[int, str] = {}
         for m, p, score in zip(marks, out["probabilities"], out["digit_score"]):

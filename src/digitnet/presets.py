@@ -7,6 +7,7 @@ the library, ``digitnet --help`` and the server all follow.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -72,6 +73,18 @@ SWAP_MIN_ACCURACY = 0.99  # ... at least this well before it is swapped in
 
 SERVE_HOST = "127.0.0.1"  # loopback only unless the user says otherwise
 SERVE_PORT = 8000
+SERVE_PROCESSES = 1  # `serve --processes`: server processes on the one port, each with its own model
+
+# `predict --jobs`: a process pool preprocesses the files only when there are more than this many (a pool
+# costs about half a second to start; one file keeps its fast start), and hands the model this many at a time.
+POOL_MIN_FILES = 32
+POOL_BATCH_FILES = 64
+POOL_TASK_FILES = 8  # files per task sent to a worker: fewer round trips, still an even spread
+
+
+def default_jobs() -> int:
+    """The cores this process may use: `predict --jobs`'s default."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 # --------------------------------------------------------------------------------- personalization
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -38,8 +39,8 @@ async def page():
 
 
 @pages.get("/healthz", summary="Liveness check", response_model=HealthOut)
-async def healthz():
-    return {"status": "ok"}
+async def healthz(s: State):
+    return {"status": "ok", "pid": os.getpid(), "model_version": s.predictor.version}
 
 
 @api.get("/model", summary="The loaded model", response_model=ModelOut, responses=errors(401))

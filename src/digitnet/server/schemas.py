@@ -124,6 +124,8 @@ class ErrorOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str = Field(description="'ok' while the server is up")
+    pid: int = Field(description="the process that answered (one of several with `serve --processes`)")
+    model_version: str | None = Field(description="the model version that process serves (see `/api/model`)")
 
 
 def errors(*statuses: int) -> dict:
