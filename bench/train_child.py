@@ -69,8 +69,72 @@ def digitnet_preset(args: dict, x_test, y_test, clock: Clock) -> float:
     return metrics["test"]["accuracy"]
 
 
+def forward_flops(model) -> int:
+    """Multiply-adds x 2 of one image's forward pass through the convolutions and dense layers (the rest,
+    batch norm, pooling and activations, is a few percent)."""
+    import keras
+
+    def walk(m):  # the layers, inside nested models too (an ensemble's members)
+        for layer in m.layers:
+            yield from walk(layer) if hasattr(layer, "layers") else [layer]
+
+    flops = 0
+    for layer in walk(model):
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            flops += 2 * h * w * kh * kw * layer.input.shape[-1] * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return flops
+
+
+def peak_flops(n: int = 2048, repeat: int = 10) -> float:
+    """The machine's float32 FLOP/s on a large matmul, through the same TensorFlow (best of ``repeat``)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    matmul = tf.function(lambda a: tf.linalg.matmul(a, a))
+    matmul(a).numpy()
+    best = min(_timed(lambda: matmul(a).numpy()) for _ in range(repeat))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def breakdown(args: dict) -> dict:
+    """Where one preset's whole process spends its time: imports, then train()'s own phases and epochs,
+    plus the achieved training FLOP/s against a large matmul's in the same process."""
+    imports_start = time.time()
+    import keras  # noqa: F401  (timed: the imports are a phase)
+
+    from digitnet.presets import make_config
+    from digitnet.training import train
+
+    imports = time.time() - imports_start
+    cfg = make_config(args["arch"], args["preset"], seed=args["seed"])
+    metrics = train(cfg, args["out"])
+    trained = time.time()
+    from digitnet.models.saving import load_model
+
+    flops = 3 * forward_flops(load_model(f"{args['out']}/model.keras"))  # training: forward and twice it back
+    images = (metrics["dataset"]["train"] // cfg.batch_size) * cfg.batch_size  # per epoch, all full batches
+    return {"process_start_to_imports": imports_start - T0, "imports": imports,
+            "phases": metrics["training"]["phases"], "history": metrics["training"]["history"][0],
+            "train_flops_per_epoch": flops * images, "peak_flops": peak_flops(),
+            "accuracy": metrics["test"]["accuracy"], "wall": trained - T0,
+            "bench_seconds": time.time() - trained}  # the FLOP counts: not part of the run
+
+
 def main() -> int:
     args = json.loads(sys.argv[1])
+    if args.get("breakdown"):
+        print(json.dumps(breakdown(args)), flush=True)
+        return 0
     from digitnet.data import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist()

@@ -6,6 +6,7 @@ the child evaluates the test set; that evaluation is timed and subtracted from e
 
     python bench/train_speed.py                          # reference, fast x3 seeds, default, mlp
     python bench/train_speed.py --runs reference,best    # the 15-minute best preset
+    python bench/train_speed.py --breakdown              # where the fast and default presets spend their time
 
 Prints one table row per run: seconds to reach 99.0/99.2/99.5% test accuracy, the final accuracy,
 the whole-process time, and the ratio of each to the reference.
@@ -55,13 +56,70 @@ def run_child(name: str, seed: int, out: str) -> dict:
     }
 
 
+def breakdown(presets: list[str], out: str) -> None:
+    """One fresh process per preset, trained with no benchmark hook; a table of where its time went."""
+    runs = {}
+    for name in presets:
+        args = {"run": name, "arch": "cnn", "preset": name, "seed": 0, "out": f"{out}/breakdown-{name}",
+                "breakdown": True}
+        start = time.time()
+        proc = subprocess.run([sys.executable, CHILD, json.dumps(args)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+        runs[name] = json.loads(proc.stdout.splitlines()[-1]) | {"process": time.time() - start}
+        print(f"# {name}: {runs[name]['accuracy']:.4f} in {runs[name]['process']:.1f} s", file=sys.stderr)
+
+    def row(label: str, fn) -> None:
+        print(f"| {label} | " + " | ".join(fn(r) for r in runs.values()) + " |")
+
+    def epochs(r, key):
+        return [e[key] for e in r["history"]]
+
+    def steps(r):  # each epoch's training steps, the first epoch's first step (tracing) taken out
+        fit = epochs(r, "seconds")
+        return [fit[0] - r["history"][0]["first_step_seconds"]] + fit[1:]
+
+    def other(r):  # model build, dataset set-up, the time-budget bookkeeping: the members phase less the rest
+        return r["phases"]["members"] - sum(epochs(r, "seconds") + epochs(r, "validation_seconds")
+                                            + epochs(r, "checkpoint_seconds"))
+
+    print("| seconds | " + " | ".join(runs) + " |")
+    print("|---|" + "---|" * len(runs))
+    row("interpreter start and exit",
+        lambda r: f"{r['process'] - r['wall'] - r['bench_seconds'] + r['process_start_to_imports']:.2f}")
+    row("imports (TensorFlow, Keras, digitnet)", lambda r: f"{r['imports']:.2f}")
+    row("data load", lambda r: f"{r['phases']['data']:.2f}")
+    row("pipeline build (non-digit and capture pools)", lambda r: f"{r['phases']['pools']:.2f}")
+    row("model build, dataset set-up", lambda r: f"{other(r):.2f}")
+    row("first step (tracing)", lambda r: f"{r['history'][0]['first_step_seconds']:.2f}")
+    row("training steps, per epoch", lambda r: " ".join(f"{s:.1f}" for s in steps(r)))
+    row("training steps, slowest / fastest epoch", lambda r: f"{max(steps(r)) / min(steps(r)):.2f}x")
+    row("validation, all epochs", lambda r: f"{sum(epochs(r, 'validation_seconds')):.2f}")
+    row("checkpoints, all epochs", lambda r: f"{sum(epochs(r, 'checkpoint_seconds')):.2f}")
+    row("calibration", lambda r: f"{r['phases']['calibration']:.2f}")
+    row("test evaluation", lambda r: f"{r['phases']['test']:.2f}")
+    row("report and plots", lambda r: f"{r['phases']['report']:.2f}")
+    row("whole process (less the benchmark's FLOP counts)", lambda r: f"{r['process'] - r['bench_seconds']:.1f}")
+    def achieved(r):  # training FLOP/s over the steps alone
+        return r["train_flops_per_epoch"] * len(steps(r)) / sum(steps(r))
+
+    row("training GFLOP/s (steps only)", lambda r: f"{achieved(r) / 1e9:.1f}")
+    row("large-matmul peak GFLOP/s, same process", lambda r: f"{r['peak_flops'] / 1e9:.1f}")
+    row("training / peak", lambda r: f"{achieved(r) / r['peak_flops']:.1%}")
+    row("test accuracy", lambda r: f"{r['accuracy']:.2%}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="reference,fast,default,mlp", help="(default: reference,fast,default,mlp)")
     p.add_argument("--seeds", default="0,1,2", help="seeds for the fast preset (default: 0,1,2)")
     p.add_argument("--out", default="/tmp/digitnet-bench",
                    help="scratch model directory (default: /tmp/digitnet-bench)")
+    p.add_argument("--breakdown", action="store_true", help="instead: where the fast and default presets' time goes")
     args = p.parse_args()
+    if args.breakdown:
+        breakdown(["fast", "default"], args.out)
+        return 0
     results = []
     for name in args.runs.split(","):
         seeds = [int(s) for s in args.seeds.split(",")] if name == "fast" else [0]

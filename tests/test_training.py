@@ -1,5 +1,5 @@
 """`digitnet train` / `evaluate` as real processes: dry run, kill -9 and resume, corrupt checkpoints,
-MirroredStrategy on two logical CPUs, reports, and the fast preset's accuracy gate."""
+MirroredStrategy on two logical CPUs, two multi-worker processes, reports, and the fast preset's accuracy gate."""
 
 import json
 import os
@@ -111,6 +111,89 @@ def test_mirrored_strategy_on_two_logical_cpus(small_mnist, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["replicas"] == 2
     assert metrics["test"]["accuracy"] > 0.5  # it learned something across both replicas
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _workers(args: list[str], log_dir, tag: str) -> list[subprocess.Popen]:
+    """Two `digitnet train` workers of one MultiWorkerMirroredStrategy cluster on localhost, each writing
+    its output to ``log_dir/<tag>-worker-<i>.log``."""
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        with open(log_dir / f"{tag}-worker-{i}.log", "w") as out:  # the child keeps its own copy of the file
+            procs.append(subprocess.Popen([*EXE, *args], env=env, stdout=out, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def _wait(proc: subprocess.Popen, seconds: float) -> int | None:
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def test_multiworker_on_two_local_processes_stays_in_sync_and_resumes_after_a_kill(small_mnist, tmp_path):
+    """Two workers: the chief writes the model directory, the replicas' weights agree, and after a worker is
+    killed mid-run (its peer hangs in the collective ops, and is killed too) `--resume` on both finishes it."""
+    from digitnet.inference import Predictor
+
+    out = tmp_path / "run"
+    procs = _workers(["train", "--dataset", str(small_mnist), "--epochs", "4", "--distribute", "multiworker",
+                      "--out", str(out)], tmp_path, "first")
+    try:
+        state = out / "checkpoint" / "member-0" / "state.json"
+        deadline = time.time() + 240
+        while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epochs_done"] >= 1):
+            assert all(p.poll() is None for p in procs), [p.returncode for p in procs]
+            time.sleep(0.2)
+        assert json.loads(state.read_text())["epochs_done"] < 4, "the run finished before the kill"
+        procs[1].kill()  # the non-chief worker dies mid-run
+        if _wait(procs[0], 20) is None:  # its peer waits in the collective ops: kill it as an operator would
+            procs[0].kill()
+        procs[0].wait(10)
+        done = json.loads(state.read_text())["epochs_done"]
+        assert 1 <= done < 4 and not (out / "model.keras").exists()
+
+        procs = _workers(["train", "--resume", str(out)], tmp_path, "resumed")
+        codes = [_wait(p, 300) for p in procs]
+        assert codes == [0, 0], [(f.name, f.read_text()[-2000:]) for f in tmp_path.glob("*.log")]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    metrics = json.loads((out / "metrics.json").read_text())
+    cluster = metrics["training"]["cluster"]
+    assert cluster["workers"] == 2 and cluster["chief"] and metrics["training"]["replicas"] == 2
+    assert [row["epoch"] for row in metrics["training"]["history"][0]] == [1, 2, 3, 4]  # none lost, none twice
+    worker_1 = (tmp_path / "resumed-worker-1.log").read_text()
+    assert f"trainable weights sha256 {cluster['weights_sha256']}" in worker_1  # the replicas stayed in sync
+    assert not list(out.glob(".worker-*"))  # the non-chief's scratch copy is gone
+    predictor = Predictor.load(out)  # the chief's model loads and has learned
+    assert metrics["test"]["accuracy"] > 0.8 and predictor.predict(np.zeros((1, 28, 28), np.uint8)).shape == (1,)
+
+
+def test_multiworker_needs_tf_config(small_mnist, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    proc = run("train", "--dataset", str(small_mnist), "--epochs", "1", "--distribute", "multiworker", "--out",
+               str(tmp_path / "run"), env=env)
+    assert proc.returncode == 1 and "reads the cluster from $TF_CONFIG, which is not set" in proc.stderr
+    proc = run("train", "--dataset", str(small_mnist), "--epochs", "1", "--distribute", "multiworker", "--out",
+               str(tmp_path / "run"), env={**env, "TF_CONFIG": "{}"})
+    assert proc.returncode == 1 and "$TF_CONFIG must be JSON with cluster.worker" in proc.stderr
+    proc = run("train", "--preset", "best", "--distribute", "multiworker", env=env)
+    assert proc.returncode == 1 and "time budget cannot be used with --distribute multiworker" in proc.stderr
 
 
 def test_time_budget_stops_and_keeps_the_best(small_mnist, tmp_path):

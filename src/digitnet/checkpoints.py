@@ -65,7 +65,7 @@ class CheckpointState:
     def record(self, row: dict) -> None:
         """Add one finished epoch; ">=": on a tie the later epoch wins, having seen more of the schedule."""
         self.history.append(row)
-        self.train_seconds += row["seconds"]
+        self.train_seconds += row["seconds"] + row.get("validation_seconds", 0.0)
         self.epochs_done = row["epoch"]
         if self.best_epoch is None or row["val_accuracy"] >= self.history[self.best_epoch - 1]["val_accuracy"]:
             self.best_epoch = row["epoch"]

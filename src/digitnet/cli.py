@@ -153,6 +153,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = train(cfg, out, resume=bool(args.resume), data_dir=args.data_dir, cache_dir=args.cache_dir,
                     init_from=args.init_from)
     test, training = metrics["test"], metrics["training"]
+    cluster = training.get("cluster")
+    if cluster and not cluster["chief"]:  # the chief wrote the model directory; this worker's copy is gone
+        print(f"worker {cluster['task']} of {cluster['workers']} done: trainable weights sha256 "
+              f"{cluster['weights_sha256']} (the chief's model is in {out})")
+        return 0
     print(f"test accuracy: {test['accuracy'] * 100:.2f}% ({test['errors']} errors in {test['n']}), "
           f"loss {test['loss']:.4f}, ECE {test['ece']:.4f} (temperature {metrics['calibration']['temperature']:.3f}), "
           f"false rejection {test['false_rejection'] * 100:.2f}%")
@@ -445,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: same seed, same weights")
     tr.add_argument("--dry-run", action="store_true", help="a few batches only: checks the whole path quickly")
     tr.add_argument("--distribute", choices=presets.DISTRIBUTIONS,
-                    help="tf.distribute.MirroredStrategy over all GPUs (2 logical CPU devices without one)")
+                    help="mirrored: tf.distribute.MirroredStrategy over all GPUs (2 logical CPU devices without one); "
+                         "multiworker: MultiWorkerMirroredStrategy over the cluster in $TF_CONFIG (the README's "
+                         "recipe)")
     tr.add_argument("--init-from", metavar="MODEL", help="start from this model's weights (fine-tuning)")
     tr.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     tr.set_defaults(func=cmd_train)

@@ -142,6 +142,7 @@ def evaluate(predictor, test: tuple[np.ndarray, np.ndarray], info, report_dir: s
     and "dataset" entries extend the defaults); ``history`` adds the learning curves.
     """
     x_test, y_test = test
+    started = time.perf_counter()
     out = predictor.run(x_test, ("digit_score", "probabilities"))  # one pass; TTA averages its own views
     probs = predictor.predict_proba(x_test, tta=True) if tta else out["probabilities"]
     digit_scores = out["digit_score"]  # (n,)
@@ -151,7 +152,8 @@ def evaluate(predictor, test: tuple[np.ndarray, np.ndarray], info, report_dir: s
                   "tta": tta, **extra.pop("model", {})},
         # False rejection: test digits whose digit score falls under the model's threshold ("not a digit").
         "test": {**scores(probs, y_test, info.classes),
-                 "false_rejection": float((digit_scores < predictor.min_digit_score).mean()) if len(y_test) else 0.0},
+                 "false_rejection": float((digit_scores < predictor.min_digit_score).mean()) if len(y_test) else 0.0,
+                 "seconds": round(time.perf_counter() - started, 3)},  # the scoring, not the report
         **{k: v for k, v in extra.items() if k != "dataset"},
         "dataset": {"name": info.name, "sha256": info.sha256, "classes": list(info.classes),
                     **extra.get("dataset", {}), "test": len(y_test)},

@@ -118,8 +118,10 @@ TUTORIAL = {"learning_rate": 0.005, "epochs": 20, "batch_size": 1000, "seed": 1}
 
 # ------------------------------------------------------------------------------------------ training
 
+PIPELINE_THREADS = 2  # tf.data threads that build (and augment) training batches, and batches prefetched
+
 ARCHS = ("tutorial", "mlp", "cnn")
-DISTRIBUTIONS = ("mirrored",)
+DISTRIBUTIONS = ("mirrored", "multiworker")
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class TrainConfig:
     time_budget: float | None = None  # seconds for the whole run; stop and keep the best model
     deterministic: bool = False
     dry_run: bool = False
-    distribute: str | None = None  # None or "mirrored"
+    distribute: str | None = None  # None, "mirrored" or "multiworker" (the cluster in $TF_CONFIG)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -217,7 +219,12 @@ class TrainConfig:
             raise ConfigError(f"negatives and captures must be shares of a batch (together under 1) and pool at "
                               f"least 1, got {self.negatives}, {self.captures} and {self.pool}")
         if self.distribute not in (None, "none", *DISTRIBUTIONS):
-            raise ConfigError(f"unknown distribution {self.distribute!r}; choose 'mirrored' or none")
+            raise ConfigError(f"unknown distribution {self.distribute!r}; choose one of {', '.join(DISTRIBUTIONS)} "
+                              "or none")
+        if self.distribute == "multiworker" and self.time_budget is not None:
+            # Each worker's clock would stop it at a different step, and the others would wait for it forever.
+            raise ConfigError("a time budget cannot be used with --distribute multiworker: every worker must run the "
+                              "same steps; give --epochs instead")
         return self
 
 

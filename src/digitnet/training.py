@@ -26,7 +26,7 @@ from .errors import CheckpointError, ConfigError, ModelOutputError, TrainingErro
 from .evaluation import calibrate, digit_score_threshold, ece, evaluate, fit_temperature, nll, softmax
 from .fileio import atomic_write_json
 from .inference import Predictor
-from .presets import NUM_CLASSES, PRESETS, TrainConfig, make_config  # noqa: F401  (re-exported)
+from .presets import NUM_CLASSES, PIPELINE_THREADS, PRESETS, TrainConfig, make_config  # noqa: F401  (re-exported)
 
 tf = import_tf()
 import keras  # noqa: E402  (after TensorFlow, quietly)
@@ -101,8 +101,14 @@ def epoch_dataset(x: tf.Tensor, y: tf.Tensor, cfg: TrainConfig, epoch: int, pool
             images = augment_batch(images, tf.stack([cfg.seed * 1000 + epoch, tf.cast(i, tf.int32)]), aug)
         return renormalize(images), labels
 
-    ds = ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Fixed parallelism, no autotuning: destroying an autotuned iterator waits for its optimizer thread's
+    # current round, which stalled 2 to 4 of the default preset's 9 epochs by 3.1-3.6 s each on 2 cores
+    # (measured: the time sat between the last step and fit()'s return). The augmentation takes about
+    # a tenth of an epoch's time, so two threads and two batches ahead keep the training steps fed.
+    ds = ds.enumerate().map(load, num_parallel_calls=PIPELINE_THREADS, deterministic=True).prefetch(PIPELINE_THREADS)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def make_pools(cfg: TrainConfig, train) -> Pools:
@@ -151,9 +157,12 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.t0, self.last = epoch, time.perf_counter(), 0.0
+        self.first_step = None  # seconds to the end of the epoch's first step (the first epoch's includes tracing)
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
+        if self.first_step is None:
+            self.first_step = now - self.t0
         if self.tty and (now - self.last > 0.2 or batch + 1 == self.steps):
             self.last = now
             done = batch + 1
@@ -173,7 +182,11 @@ class Progress(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------------------- training
 
 
+_MULTIWORKER = None  # made once per process: collective ops are configured when TensorFlow's runtime starts
+
+
 def _strategy(cfg: TrainConfig):
+    global _MULTIWORKER
     if cfg.distribute in (None, "none"):
         return tf.distribute.get_strategy()
     if cfg.distribute == "mirrored":
@@ -182,7 +195,75 @@ def _strategy(cfg: TrainConfig):
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    raise ConfigError(f"unknown distribution {cfg.distribute!r}; choose 'mirrored' or none")
+    if cfg.distribute == "multiworker":
+        if _MULTIWORKER is None:
+            _check_tf_config()
+            _MULTIWORKER = tf.distribute.MultiWorkerMirroredStrategy()
+        return _MULTIWORKER
+    raise ConfigError(f"unknown distribution {cfg.distribute!r}; choose 'mirrored', 'multiworker' or none")
+
+
+def _check_tf_config() -> None:
+    """$TF_CONFIG must name the cluster and this worker's place in it (see the README's recipe)."""
+    import json
+
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ConfigError("--distribute multiworker reads the cluster from $TF_CONFIG, which is not set: e.g. "
+                          '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+                          '"index": 0}}')
+    try:
+        spec = json.loads(raw)
+        workers, task = spec["cluster"]["worker"], spec["task"]
+        if not (isinstance(workers, list) and workers and task["type"] in ("worker", "chief")
+                and isinstance(task["index"], int)):
+            raise ValueError
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"$TF_CONFIG must be JSON with cluster.worker (a list of host:port) and task.type "
+                          f"and task.index; got {raw!r}") from e
+
+
+@dataclass
+class Worker:
+    """This process's place in a multi-worker run: the chief writes the model directory; the others train
+    the same steps beside it and write only scratch copies, removed at the end."""
+
+    index: int = 0
+    count: int = 1
+    chief: bool = True
+
+
+def _for_multiworker(model: keras.Model, strategy) -> None:
+    """Let Keras 3's fit() run under MultiWorkerMirroredStrategy, which it fails to (keras-team/keras#20585,
+    open): it builds the model by averaging a first batch across the workers, and averages each step's
+    scalar logs along an axis they lack. So build from this worker's own batch, and give fit() a train
+    function that runs Keras's own ``train_step`` on every replica and reports this worker's logs. The
+    gradients are summed across the workers by the optimizer either way."""
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    @tf.function
+    def step(batch):
+        logs = strategy.run(model.train_step, args=(batch,))
+        return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], logs)
+
+    model._maybe_symbolic_build = build
+    model.train_function = lambda iterator: step(next(iterator))
+
+
+def _worker(strategy) -> Worker:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return Worker()
+    cluster = resolver.cluster_spec().as_dict()
+    chief = resolver.task_type == "chief" or ("chief" not in cluster and resolver.task_id == 0)
+    return Worker(resolver.task_id, sum(len(v) for v in cluster.values()), chief)
 
 
 def _split_cpu(n: int) -> None:
@@ -265,6 +346,8 @@ def train_member(
             model = _build(cfg, member, steps)
             if init_from is not None:
                 _copy_weights(load_model(init_from), model)
+    if cfg.distribute == "multiworker":
+        _for_multiworker(model, strategy)
     # Validation runs the Keras model directly (its shipped form, sharing the weights): no conversion, ever,
     # inside the epoch loop.
     predictor = Predictor(zoo.shipped_view(model), backend="tf")
@@ -278,6 +361,7 @@ def train_member(
         t0 = time.perf_counter()
         hist = model.fit(ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
                          callbacks=[progress, budget, keras.callbacks.TerminateOnNaN()])
+        fit_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         try:
             if not np.isfinite(hist.history["loss"][-1]):
                 raise ModelOutputError(f"loss {hist.history['loss'][-1]}")
@@ -288,11 +372,15 @@ def train_member(
                                 ) from e
         row = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
                "accuracy": float(hist.history["accuracy"][-1]), "val_loss": nll(probs, y_va),
-               "val_accuracy": float((probs.argmax(1) == y_va).mean()),
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "val_accuracy": float((probs.argmax(1) == y_va).mean()), "seconds": round(fit_seconds, 3),
+               # Where the epoch's time went (bench/train_speed.py --breakdown): its first step, validation.
+               "first_step_seconds": round(progress.first_step or 0.0, 3),
+               "validation_seconds": round(time.perf_counter() - t0, 3)}
         progress.epoch_line(row)
         state.record(row)
+        t0 = time.perf_counter()
         save_epoch(model, ckpt_dir, state)
+        row["checkpoint_seconds"] = round(time.perf_counter() - t0, 3)  # written with the next state
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, predictor.model)  # the shipped form, e.g. for the benchmark's test evaluation
         if budget.spent:
@@ -369,18 +457,28 @@ def train(
     With ``resume=True`` a run killed at any point continues from its last complete epoch. With
     ``init_from`` a saved model's weights are the starting point (fine-tuning).
     """
+    import shutil
+
     from .data.datasets import load
 
     started = time.perf_counter()
     cfg.validate()
+    # A multi-worker strategy first: it must exist before TensorFlow's runtime starts.
+    worker = _worker(_strategy(cfg)) if cfg.distribute == "multiworker" else Worker()
     if cfg.deterministic:
         keras.utils.set_random_seed(cfg.seed)
         tf.config.experimental.enable_op_determinism()
-    out = Path(out_dir)
+    chief_dir = Path(out_dir)
+    out = chief_dir if worker.chief else chief_dir / f".worker-{worker.index}"  # a non-chief's scratch copy
+    if not worker.chief:
+        shutil.rmtree(out, ignore_errors=True)
+        if resume:  # start from the chief's checkpoints (a shared filesystem), as the chief does
+            shutil.copytree(chief_dir / "checkpoint", out / "checkpoint")
     (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     if not resume:
         atomic_write_json(run_config_path(out), cfg.to_json())
 
+    phases, t = {}, time.perf_counter()  # seconds per phase of the run, for metrics.json
     (x_train, y_train), (x_test, y_test), info = load(cfg.dataset, data_dir, cache_dir)
     train_split, val_split = split_validation(x_train, y_train, min(cfg.val_size, len(x_train) // 5 or 1))
     if cfg.dry_run:  # a few batches and small evaluations: checks the whole path in seconds
@@ -404,7 +502,9 @@ def train(
         spent = sum(state.train_seconds for state in states.values())
     deadline = started + cfg.time_budget - spent if cfg.time_budget else None
 
+    phases["data"], t = time.perf_counter() - t, time.perf_counter()
     pools = make_pools(cfg, train_split)
+    phases["pools"], t = time.perf_counter() - t, time.perf_counter()
     results = []
     for member in range(cfg.ensemble):
         r = train_member(cfg, train_split, val_split, out / "checkpoint" / f"member-{member}", member, resume,
@@ -412,8 +512,10 @@ def train(
         results.append(r)
         if deadline is not None and time.perf_counter() > deadline:
             break
+    phases["members"], t = time.perf_counter() - t, time.perf_counter()  # build, epochs, validation, checkpoints
     model, calibration, val_probs = calibrate_model(final_model([r.model for r in results]), *val_split)
     save_model(model, out / "model.keras")
+    phases["calibration"], t = time.perf_counter() - t, time.perf_counter()
 
     # No conversion: the report scores the Keras model itself, with the thresholds just chosen.
     predictor = Predictor(model, {"calibration": calibration}, backend="tf")
@@ -436,4 +538,25 @@ def train(
         },
         "dataset": {"train": len(train_split[1]), "validation": len(val_split[1])},
     }
-    return evaluate(predictor, (x_test, y_test), info, out, extra=extra, history=results[0].history)
+    if cfg.distribute == "multiworker":  # every worker's trainable weights are the same: its fingerprint shows it
+        extra["training"]["cluster"] = {"workers": worker.count, "task": worker.index, "chief": worker.chief,
+                                        "weights_sha256": weights_sha256(model)}
+    metrics = evaluate(predictor, (x_test, y_test), info, out, extra=extra, history=results[0].history)
+    phases["test"] = metrics["test"]["seconds"]
+    phases["report"] = time.perf_counter() - t - phases["test"]  # metrics.json and the plots
+    metrics["training"]["phases"] = {k: round(v, 3) for k, v in phases.items()}
+    metrics["training"]["wall_seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write_json(out / "metrics.json", metrics)  # again, with the report's own time
+    if not worker.chief:
+        shutil.rmtree(out, ignore_errors=True)
+    return metrics
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """The sha256 of a model's trainable weights, in order: equal on replicas that stayed in sync."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.trainable_weights:
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w), np.float32).tobytes())
+    return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Run an app under uvicorn with connection deadlines: idle, slow-header and slow-body clients are closed."""
+"""Run an app under uvicorn, in one process or several, with deadlines that close idle and slow clients."""
 
 from __future__ import annotations
 
