@@ -49,6 +49,14 @@ def test_dry_run_end_to_end(mnist, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["test"]["n"] == 512
     assert metrics["training"]["config"]["dry_run"] is True
+    # Where the time went: the run's phases add up to at most its wall time, and every epoch says its share.
+    phases = metrics["training"]["phases"]
+    assert set(phases) == {"data", "pools", "members", "calibration", "test", "report"}
+    wall = metrics["training"]["wall_seconds"]  # 2 decimals; the phases have 3
+    assert all(v >= 0 for v in phases.values()) and 0.5 * wall < sum(phases.values()) <= wall + 0.01
+    for row in metrics["training"]["history"][0]:
+        assert 0 < row["first_step_seconds"] <= row["seconds"] and row["validation_seconds"] > 0
+        assert row["checkpoint_seconds"] > 0
     for name in ("model.keras", "metrics.json"):
         assert (out / name).is_file()
     for name in ("learning_curves.png", "confusion_matrix.png", "misclassified.png"):

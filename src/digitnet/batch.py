@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 from collections.abc import Iterator, Sequence
 
 from .errors import DigitnetError
@@ -14,13 +15,15 @@ def read_files(predictor, sources: Sequence, *, names: Sequence[str] | None = No
                single: bool = False, top_k: int | None = None, min_confidence: float | None = None,
                min_digit_score: float | None = None) -> Iterator[Reading]:
     """Yield the :class:`~digitnet.results.Reading` of each source (a path or bytes), in input order, as
-    soon as it and those before it are ready. A file that cannot be read yields its own error reading.
+    soon as it and those before it are ready; ``names`` are their ``file`` names (default: the paths).
+    A file that cannot be read yields its own error reading.
 
     With ``jobs`` > 1 and more than :data:`~digitnet.presets.POOL_MIN_FILES` sources, ``jobs`` worker
     processes decode and segment while this one runs the model on up to
     :data:`~digitnet.presets.POOL_BATCH_FILES` files' marks per call; otherwise each file is read here.
     """
-    names = [str(s) for s in sources] if names is None else list(names)
+    if names is None:  # a path names itself; bytes have no name
+        names = [str(s) if isinstance(s, str | os.PathLike) else None for s in sources]
     options = dict(top_k=top_k, min_confidence=min_confidence, min_digit_score=min_digit_score)
     predictor.check_options(**options)  # bad options fail now, not once per file
     if jobs <= 1 or len(sources) <= POOL_MIN_FILES:
