@@ -4,7 +4,8 @@
     python bench/sweep.py '[{"arch": "mlp", "preset": "default", "batch_size": 512}]'
 
 Each config is a preset (``preset``, default "fast"; ``arch``, default "cnn") plus TrainConfig overrides.
-Prints a table: accuracy per seed, the mean, and the mean whole-process time.
+Prints a table: validation / test accuracy per seed, their means, and the mean whole-process time.
+Choose on the validation column; the test column only reports.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ if "hidden" in kw:
 if "augment" in kw:
     kw["augment"] = Augment(**kw["augment"])
 m = train(make_config(arch, preset, seed=int(sys.argv[2]), **kw), sys.argv[3])
-print("RESULT", m["test"]["accuracy"])
+print("RESULT", m["validation"]["accuracy"], m["test"]["accuracy"])
 """
 
 
@@ -37,10 +38,11 @@ def main() -> int:
     p.add_argument("--seeds", default="0,1,2", help="(default: 0,1,2)")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    print("| config | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | mean process s |")
-    print("|---|" + "---|" * (len(seeds) + 2))
+    print("| config | " + " | ".join(f"seed {s} val / test" for s in seeds) + " | mean val | mean test "
+          "| mean process s |")
+    print("|---|" + "---|" * (len(seeds) + 3))
     for cfg in json.loads(args.configs):
-        accs, times = [], []
+        vals, accs, times = [], [], []
         for seed in seeds:
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
@@ -49,10 +51,12 @@ def main() -> int:
                 times.append(time.perf_counter() - t)
             if proc.returncode != 0:
                 raise RuntimeError(f"{cfg} seed {seed} failed:\n{proc.stderr[-2000:]}")
-            accs.append(float(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()[1]))
-        cells = [f"{a * 100:.2f}%" for a in accs]
-        print(f"| `{json.dumps(cfg)}` | " + " | ".join(cells) + f" | {sum(accs) / len(accs) * 100:.2f}% | "
-              f"{sum(times) / len(times):.1f} |", flush=True)
+            _, val, acc = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()
+            vals.append(float(val))
+            accs.append(float(acc))
+        cells = [f"{v * 100:.2f} / {a * 100:.2f}%" for v, a in zip(vals, accs)]
+        print(f"| `{json.dumps(cfg)}` | " + " | ".join(cells) + f" | {sum(vals) / len(vals) * 100:.2f}% | "
+              f"{sum(accs) / len(accs) * 100:.2f}% | {sum(times) / len(times):.1f} |", flush=True)
     return 0
 
 
