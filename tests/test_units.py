@@ -114,6 +114,47 @@ def test_validation_split_is_fixed_and_disjoint():
         split_validation(x, y, 100)
 
 
+def test_training_pools_are_cached_by_what_they_depend_on(tmp_path, monkeypatch, caplog):
+    from digitnet.data import captures, negatives
+    from digitnet.training import make_pools
+
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))
+    rng = np.random.default_rng(0)
+    train = (rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), (np.arange(200) % 10).astype(np.uint8))
+    cfg = make_config("cnn", "fast", dry_run=True, seed=1)
+    first = make_pools(cfg, train)
+    files = list((tmp_path / "cache" / "pools").glob("*.npz"))
+    assert len(files) == 1 and first.negatives.shape == (64, 28, 28) and first.captures.dtype == np.uint8
+
+    def generated(*args, **kw):
+        raise AssertionError("generated again instead of read from the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(negatives, "training_negatives", generated)
+        m.setattr(captures, "training_captures", generated)
+        again = make_pools(cfg, train)
+    for a, b in zip(vars(first).values(), vars(again).values()):
+        np.testing.assert_array_equal(a, b)
+    other = make_pools(make_config("cnn", "fast", dry_run=True, seed=2), train)  # another seed: other pools
+    assert not np.array_equal(other.negatives, first.negatives)
+    assert len(list(files[0].parent.glob("*.npz"))) == 2
+
+    files[0].write_bytes(files[0].read_bytes()[:500])  # truncated: generated again, the same
+    for a, b in zip(vars(first).values(), vars(make_pools(cfg, train)).values()):
+        np.testing.assert_array_equal(a, b)
+    files[0].unlink()
+
+    def read_only(path, write):
+        raise OSError(30, "Read-only file system", str(path))
+
+    from digitnet import training
+
+    monkeypatch.setattr(training, "atomic_write", read_only)  # a read-only cache: the run goes on, with a warning
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(make_pools(cfg, train).negatives, first.negatives)
+    assert "could not cache the training pools" in caplog.text and not files[0].exists()
+
+
 def test_epoch_dataset_is_a_function_of_seed_and_epoch():
     import tensorflow as tf
 

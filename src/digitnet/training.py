@@ -8,25 +8,28 @@ selection uses a validation split held out of the training set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import config
 from ._tf import import_tf
 from .augment import augment_batch, renormalize
 from .checkpoints import load_checkpoint, new_state, read_state, save_epoch, save_model, write_state
 from .data.mnist import split_validation  # noqa: F401  (re-exported: training's validation split)
 from .errors import CheckpointError, ConfigError, ModelOutputError, TrainingError
 from .evaluation import calibrate, digit_score_threshold, ece, evaluate, fit_temperature, nll, softmax
-from .fileio import atomic_write_json
+from .fileio import atomic_write, atomic_write_json
 from .inference import Predictor
-from .presets import NUM_CLASSES, PIPELINE_THREADS, PRESETS, TrainConfig, make_config  # noqa: F401  (re-exported)
+from .presets import NUM_CLASSES, PIPELINE_THREADS, POOLS_CACHED, PRESETS, TrainConfig, make_config  # noqa: F401  (re-exported)
 
 tf = import_tf()
 import keras  # noqa: E402  (after TensorFlow, quietly)
@@ -112,18 +115,52 @@ def epoch_dataset(x: tf.Tensor, y: tf.Tensor, cfg: TrainConfig, epoch: int, pool
 
 
 def make_pools(cfg: TrainConfig, train) -> Pools:
-    """The run's non-digits and captures, generated from the *training* split with the run's seed."""
+    """The run's non-digits and captures, generated from the *training* split with the run's seed.
+
+    They are cached in ``$DIGITNET_HOME/cache/pools`` by everything they depend on (see :func:`pools_key`):
+    generating them is a few seconds of every run in one thread, and the same seed and split give the same pools.
+    """
     from .data.captures import training_captures
     from .data.negatives import training_negatives
 
     # A small training set needs few: its epochs have few batches to mix them into.
     size = min(cfg.pool, 64 if cfg.dry_run else max(64, len(train[0]) // 16))
+    path = config.home() / "cache" / "pools" / f"{pools_key(cfg, train, size)}.npz"
+    # Missing, or damaged (the zip's CRCs catch it): generate them again.
+    with contextlib.suppress(OSError, ValueError, EOFError, zipfile.BadZipFile), np.load(path, allow_pickle=False) as f:
+        return Pools(*(f.get(k) for k in ("negatives", "captures", "capture_labels")))
     pools = Pools()  # NumPy: TensorFlow's runtime must not start before the distribution strategy is set up
     if cfg.negatives:
         pools.negatives = training_negatives(size, *train, seed=cfg.seed)
     if cfg.captures:
         pools.captures, pools.capture_labels = training_captures(size, *train, seed=cfg.seed)
+    arrays = {k: v for k, v in vars(pools).items() if v is not None}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+        for old in sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)[:-POOLS_CACHED]:
+            old.unlink()  # the cache keeps the newest few: a change to the generators makes new keys
+    except OSError as e:  # a read-only home: the run goes on without the cache
+        log.warning("could not cache the training pools in %s: %s", path.parent, e)
     return pools
+
+
+def pools_key(cfg: TrainConfig, train, size: int) -> str:
+    """The sha256 of what the pools depend on: seed, size, which pools, the training split's bytes, the
+    generators' source code (and the preprocessing they use) and the versions of the libraries they draw with."""
+    import hashlib
+    from importlib import metadata
+
+    from . import preprocessing
+    from .data import captures, negatives
+
+    h = hashlib.sha256(f"{cfg.seed} {size} {bool(cfg.negatives)} {bool(cfg.captures)}".encode())
+    for a in train:
+        h.update(np.ascontiguousarray(a).tobytes())
+    for module in (negatives, captures, preprocessing):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(" ".join(metadata.version(d) for d in ("numpy", "pillow", "scipy")).encode())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- progress
