@@ -148,4 +148,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    import gc
+
+    gc.freeze()  # exit as the `digitnet` command does (cli.entry): no final walk of TensorFlow's objects
+    sys.exit(status)

@@ -120,7 +120,7 @@ TUTORIAL = {"learning_rate": 0.005, "epochs": 20, "batch_size": 1000, "seed": 1}
 # ------------------------------------------------------------------------------------------ training
 
 PIPELINE_THREADS = 2  # tf.data threads that build (and augment) training batches, and batches prefetched
-POOLS_CACHED = 8  # runs' non-digit and capture pools kept in $DIGITNET_HOME/cache/pools (the newest)
+POOLS_CACHED = 16  # runs' non-digit and capture pools kept in $DIGITNET_HOME/cache/pools (the newest)
 
 ARCHS = ("tutorial", "mlp", "cnn")
 DISTRIBUTIONS = ("mirrored", "multiworker")
