@@ -185,7 +185,7 @@ def test_serve_beyond_loopback_without_token_turns_learning_off(monkeypatch):
     from digitnet import cli
 
     made = {}
-    monkeypatch.setattr("digitnet.server.create_app", lambda p, **kw: made.update(kw))
+    monkeypatch.setattr("digitnet.server.app.create_app", lambda p, **kw: made.update(kw))
     monkeypatch.setattr("digitnet.server.serving.serve", lambda *a, **kw: None)
     from digitnet.inference import shipped_model_path
 

@@ -350,23 +350,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # Learning endpoints would let anyone who reaches the server retrain it: only on loopback, or with a token.
     settings = dict(token=token, cors_origin=args.cors_origin, allowed_hosts=hosts, workers=args.workers,
-                    learning=is_loopback(args.host) or token is not None, watch=args.model is None)
+                    learning=is_loopback(args.host) or token is not None, watch=args.model is None,
+                    model=args.model, backend=args.backend)
     if args.processes > 1:  # each process loads its own model: the settings travel to them, not the model
         from .server.serving import serve_processes
 
         print(f"digitnet: serving on http://{args.host}:{args.port}/ with {args.processes} processes (API docs at "
               "/docs)", file=sys.stderr, flush=True)
-        serve_processes(dict(settings, model=args.model, backend=args.backend), args.host, args.port,
-                        args.processes, Limits().request_timeout_s)
+        serve_processes(settings, args.host, args.port, args.processes, Limits().request_timeout_s)
         return 0
-    from .inference import Predictor
-    from .server import create_app
-    from .server.serving import serve
+    from .server.serving import build_app, serve
 
-    predictor = Predictor.load(args.model, backend=args.backend)  # once, before the first request
-    predictor.warm_up()
-    workers = settings.pop("workers")
-    app = create_app(predictor, limits=Limits(workers=workers), **settings)
+    app, predictor = build_app(settings)
     print(f"digitnet: serving {predictor.path} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr, flush=True)
     serve(app, args.host, args.port, Limits().request_timeout_s)
@@ -484,9 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: calibrated with the model, else "
                          f"{presets.DEFAULT_MIN_DIGIT_SCORE:g})")
     pr.add_argument("--single", action="store_true", help="read exactly one digit per image")
-    pr.add_argument("--jobs", type=_int_in(1, 256), default=presets.default_jobs(), metavar="N",
+    cores = presets.default_jobs()
+    pr.add_argument("--jobs", type=_int_in(1, 256), default=cores, metavar="N",
                     help=f"processes that decode and preprocess, with more than {presets.POOL_MIN_FILES} files "
-                         f"(default: the number of cores, here {presets.default_jobs()})")
+                         f"(default: the number of cores, here {cores})")
     _add_backend_arg(pr)
     pr.set_defaults(func=cmd_predict)
 

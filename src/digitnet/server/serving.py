@@ -99,15 +99,21 @@ def serve_processes(settings: dict, host: str, port: int, processes: int, reques
                 log_level="warning", timeout_keep_alive=5, http=deadline_protocol(request_timeout_s))
 
 
-def app_from_env():
-    """The app of one worker process of ``serve --processes``: its settings come in ``$DIGITNET_SERVE``."""
-    import json
-
+def build_app(settings: dict):
+    """Load the model named in ``settings`` (``create_app``'s arguments plus ``model``, ``backend`` and
+    ``workers``), warm it up and build the app around it: ``(app, predictor)``. One process's whole set-up."""
     from ..inference import Predictor
     from ..presets import Limits
     from .app import create_app
 
-    s = json.loads(os.environ[ENV_SERVE])
-    predictor = Predictor.load(s.pop("model"), backend=s.pop("backend"))
+    s = dict(settings)
+    predictor = Predictor.load(s.pop("model"), backend=s.pop("backend"))  # once, before the first request
     predictor.warm_up()
-    return create_app(predictor, limits=Limits(workers=s.pop("workers")), **s)
+    return create_app(predictor, limits=Limits(workers=s.pop("workers")), **s), predictor
+
+
+def app_from_env():
+    """The app of one worker process of ``serve --processes``: its settings come in ``$DIGITNET_SERVE``."""
+    import json
+
+    return build_app(json.loads(os.environ[ENV_SERVE]))[0]
