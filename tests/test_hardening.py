@@ -558,29 +558,34 @@ def test_resume_of_an_ensemble_killed_in_its_first_member_goes_on(tiny_idx, tmp_
     assert metrics["model"]["members"] == 2 and (out / "model.keras").is_file()
 
 
-def test_a_member_cut_short_by_the_budget_is_left_out_when_validation_says_so(tiny_idx, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cut", [True, False])
+def test_a_member_cut_short_by_the_budget_is_left_out_when_validation_says_so(tiny_idx, tmp_path, monkeypatch, cut):
     import dataclasses
 
     from digitnet import training
+    from digitnet.models.saving import load_model
     from digitnet.presets import make_config
 
     real_member, asked = training.train_member, []
 
     def last_one_cut(*args, **kw):  # member 1 as if the time budget had stopped it
         r = real_member(*args, **kw)
-        return dataclasses.replace(r, stopped_early=args[4] == 1)
+        return dataclasses.replace(r, stopped_early=cut and args[4] == 1)
 
-    def keep_first(logits, y_val, last_cut):
-        asked.append((len(logits), logits[0].shape, len(y_val), last_cut))
+    def keep_first(logits, y_val):
+        asked.append((len(logits), logits[0].shape, len(y_val)))
         return 1
 
     monkeypatch.setattr(training, "train_member", last_one_cut)
     monkeypatch.setattr(training, "members_to_keep", keep_first)
     cfg = make_config("mlp", "fast", dataset=str(tiny_idx), epochs=1, val_size=100, dry_run=True, ensemble=2)
     metrics = training.train(cfg, tmp_path / "run")
-    assert asked == [(2, (100, 10), 100, True)]
-    assert metrics["model"]["members"] == 1 and metrics["training"]["members_left_out"] == 1
-    assert len(metrics["training"]["epochs"]) == 2 and metrics["training"]["stopped_by_time_budget"] is True
-    from digitnet.models.saving import load_model
-
-    assert not any(layer.name.startswith("member") for layer in load_model(tmp_path / "run" / "model.keras").layers)
+    assert len(metrics["training"]["epochs"]) == 2 and metrics["training"]["stopped_by_time_budget"] is cut
+    layers = load_model(tmp_path / "run" / "model.keras").layers
+    members = [layer for layer in layers if layer.name.startswith("member")]
+    if cut:
+        assert asked == [(2, (100, 10), 100)]
+        assert metrics["model"]["members"] == 1 and metrics["training"]["members_left_out"] == 1 and not members
+    else:  # members that finished are never in doubt: no validation pass, both averaged
+        assert asked == [] and metrics["model"]["members"] == 2 and metrics["training"]["members_left_out"] == 0
+        assert len(members) == 2

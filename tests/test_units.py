@@ -380,13 +380,12 @@ def test_captures_are_training_digits_degraded_and_keep_their_labels():
     np.testing.assert_array_equal(images, training_captures(12, digits, labels, seed=0)[0])
 
 
-def test_members_to_keep_drops_only_a_cut_last_member_that_lowers_validation_accuracy():
+def test_members_to_keep_drops_a_cut_last_member_only_when_it_lowers_validation_accuracy():
     from digitnet.training import members_to_keep
 
     y = np.array([0, 1, 2, 3])
     good = np.eye(10)[[0, 1, 2, 3]] * 4.0  # (4, 10): every answer right
     bad = np.eye(10)[[5, 5, 5, 5]] * 20.0  # confidently wrong: averaged in, it flips every answer
-    assert members_to_keep([good, good, bad], y, last_cut=True) == 2
-    assert members_to_keep([good, good, bad], y, last_cut=False) == 3  # a member that finished always counts
-    assert members_to_keep([good, good, good * 0.5], y, last_cut=True) == 3  # a tie keeps it
-    assert members_to_keep([bad], y, last_cut=True) == 1  # never an empty ensemble
+    assert members_to_keep([good, good, bad], y) == 2
+    assert members_to_keep([good, good, good * 0.5], y) == 3  # a tie keeps it
+    assert members_to_keep([bad], y) == 1  # never an empty ensemble

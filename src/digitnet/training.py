@@ -455,13 +455,14 @@ def final_model(models: list[keras.Model]) -> keras.Model:
     return zoo.shipped_view(copies[0]) if len(copies) == 1 else zoo.ensemble(copies)
 
 
-def members_to_keep(member_logits: list[np.ndarray], y_val: np.ndarray, last_cut: bool) -> int:
-    """How many members (first ones first) the ensemble keeps: all, unless the last was cut short by the time
-    budget and averaging its (n, 10) validation logits in lowers validation accuracy. A member stopped a few
-    epochs into its one-cycle schedule can be far weaker than the rest (98.84% against 99.44-99.58%, see
-    docs/PERFORMANCE.md); a tie keeps it."""
-    if not last_cut or len(member_logits) < 2:
+def members_to_keep(member_logits: list[np.ndarray], y_val: np.ndarray) -> int:
+    """How many members (first ones first) an ensemble whose last member the time budget cut short keeps: all,
+    unless averaging that member's (n, 10) validation logits in lowers validation accuracy (a tie keeps it).
+    A member stopped a few epochs into its one-cycle schedule can be far weaker than the rest (98.84% against
+    99.44-99.58%, see docs/PERFORMANCE.md)."""
+    if len(member_logits) < 2:
         return len(member_logits)
+
     def accuracy_of(logits):  # the ensemble averages its members' logits
         return float((np.mean(logits, axis=0).argmax(1) == y_val).mean())
     return len(member_logits) - (accuracy_of(member_logits) < accuracy_of(member_logits[:-1]))
@@ -567,10 +568,10 @@ def train(
         if deadline is not None and time.perf_counter() > deadline:
             break
     trained = results  # every member trained, for the report; the model averages those kept
-    if len(results) > 1 and results[-1].stopped_early:
+    if len(results) > 1 and results[-1].stopped_early:  # only then is a member in doubt
         logits = [Predictor(zoo.shipped_view(r.model), backend="tf").run(val_split[0], ("logits",))["logits"]
                   for r in results]  # (n, 10) each
-        results = results[:members_to_keep(logits, val_split[1], last_cut=True)]
+        results = results[:members_to_keep(logits, val_split[1])]
         if len(results) < len(trained):
             log.warning("member %d, cut short by the time budget, lowered validation accuracy: the model averages "
                         "the first %d", len(trained) - 1, len(results))
