@@ -46,6 +46,21 @@ def test_unknown_command_is_a_usage_error():
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
+def test_entry_returns_mains_status_and_skips_the_final_collection_only_after_tensorflow(monkeypatch):
+    import gc
+    import types
+
+    from digitnet import cli
+
+    frozen = []
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    assert cli.entry() == 3 and frozen == [True]
+    monkeypatch.delitem(sys.modules, "tensorflow")  # `digitnet --help`: an ordinary exit
+    assert cli.entry() == 3 and frozen == [True]
+
+
 @pytest.mark.slow
 def test_data_fetch_is_verified_and_second_run_is_instant(mnist):
     proc = run("data", "fetch")
