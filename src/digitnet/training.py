@@ -465,7 +465,9 @@ def members_to_keep(member_logits: list[np.ndarray], y_val: np.ndarray) -> int:
 
     def accuracy_of(logits):  # the ensemble averages its members' logits
         return float((np.mean(logits, axis=0).argmax(1) == y_val).mean())
-    return len(member_logits) - (accuracy_of(member_logits) < accuracy_of(member_logits[:-1]))
+
+    n = len(member_logits)
+    return n - 1 if accuracy_of(member_logits) < accuracy_of(member_logits[:-1]) else n
 
 
 def calibrate_model(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray
