@@ -23,11 +23,18 @@ data: setup
 demo: data
 	$(BIN)/digitnet train --preset default
 
-# Rebuild the weights shipped in the package (src/digitnet/weights/) from scratch.
+# Rebuild the weights shipped in the package (src/digitnet/weights/) from scratch: the default preset at
+# each seed, and the run with the best validation accuracy ships (the lowest seed on a tie; the test set
+# chooses nothing). About 8 minutes on 2 cores.
+WEIGHT_SEEDS := 0 1 2
 weights: data
-	$(BIN)/digitnet train --preset default --seed 0 --out build/weights
-	cp build/weights/model.keras src/digitnet/weights/default.keras
-	cp build/weights/metrics.json src/digitnet/weights/metrics.json
+	for s in $(WEIGHT_SEEDS); do $(BIN)/digitnet train --preset default --seed $$s --out build/weights/seed$$s || exit 1; done
+	best=$$(for s in $(WEIGHT_SEEDS); do $(BIN)/python -c "import json; \
+	  print(json.load(open('build/weights/seed$$s/metrics.json'))['validation']['accuracy'], $$s)"; \
+	  done | sort -k1,1gr -k2,2n | head -1 | cut -d' ' -f2); \
+	echo "shipping seed $$best"; \
+	cp build/weights/seed$$best/model.keras src/digitnet/weights/default.keras && \
+	cp build/weights/seed$$best/metrics.json src/digitnet/weights/metrics.json
 
 # The lessons in notebooks/, in JupyterLab (installed into the venv on first use).
 notebooks: data

@@ -114,6 +114,39 @@ def test_fused_batch_norm_matches_keras_batch_norm():
             ours.moving_variance.numpy()))(x, training=False)), atol=1e-4)
 
 
+def test_gradient_scale_is_the_identity_forward_and_scales_the_gradient_back():
+    import tensorflow as tf
+
+    from digitnet.models.layers import GradientScale
+
+    x = tf.constant(np.random.default_rng(3).normal(size=(4, 6)).astype(np.float32))
+    layer = GradientScale(0.25)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.range(6, dtype=tf.float32))
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+    np.testing.assert_allclose(np.asarray(tape.gradient(loss, x)), 0.25 * np.tile(np.arange(6.0), (4, 1)), atol=1e-6)
+    assert GradientScale.from_config(layer.get_config()).scale == 0.25
+
+
+def test_cnn_digit_score_trains_the_shared_layers_at_a_quarter_of_its_gradient(batch):
+    """The digit-score loss reaches the convolutions scaled by 0.25; the digit logits' loss reaches them whole."""
+    import tensorflow as tf
+
+    full, quarter = (zoo.training_view(zoo.cnn(width=4, seed=1, score_gradient=s)) for s in (1.0, 0.25))
+    quarter.set_weights(full.get_weights())
+    x = tf.constant(batch[0][:8])
+
+    def conv_gradient(model, column):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(x, training=False)[:, column])
+        return np.asarray(tape.gradient(loss, model.get_layer("conv1").kernel))
+
+    np.testing.assert_allclose(conv_gradient(quarter, 10), 0.25 * conv_gradient(full, 10), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(conv_gradient(quarter, 3), conv_gradient(full, 3), rtol=1e-5, atol=1e-7)
+
+
 def test_saved_final_model_loads_with_plain_keras(batch, tmp_path):
     import subprocess
     import sys
