@@ -65,6 +65,8 @@ def fine_tune(base, x_user: np.ndarray, y_user: np.ndarray, replay: tuple[np.nda
 
     tf = import_tf()
     keras.utils.set_random_seed(cfg.seed)
+    # A plain clone: the saved model holds an Identity where training scaled the digit score's gradient, and
+    # the whole gradient learns a user's style better at the same MNIST accuracy (docs/PERFORMANCE.md).
     model = keras.models.clone_model(base)
     model.set_weights(base.get_weights())
     for layer in model.layers:  # frozen batch norm: inference statistics, untouched by a few hundred batches

@@ -123,6 +123,9 @@ PIPELINE_THREADS = 2  # tf.data threads that build (and augment) training batche
 POOLS_CACHED = 16  # runs' non-digit and capture pools kept in $DIGITNET_HOME/cache/pools (the newest)
 
 ARCHS = ("tutorial", "mlp", "cnn")
+# cnn: the share of the digit-score loss's gradient that reaches the shared convolutions (a quarter: most of
+# the digits' accuracy back, most of the rejection kept; docs/PERFORMANCE.md).
+SCORE_GRADIENT = 0.25
 DISTRIBUTIONS = ("mirrored", "multiworker")
 
 

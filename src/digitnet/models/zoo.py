@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from ..errors import ConfigError
-from ..presets import ARCHS, IMAGE_SIZE, NUM_CLASSES
+from ..presets import ARCHS, IMAGE_SIZE, NUM_CLASSES, SCORE_GRADIENT
 from .layers import FusedBatchNorm, GradientScale
 
 L = keras.layers
@@ -95,7 +95,8 @@ def logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.get_layer("logits").output, name=f"{model.name}_logits")
 
 
-def cnn(width: int = 32, seed: int = 0, name: str | None = None, score_gradient: float = 0.25) -> keras.Model:
+def cnn(width: int = 32, seed: int = 0, name: str | None = None, score_gradient: float = SCORE_GRADIENT
+        ) -> keras.Model:
     """Three 3x3 convolutions (width, 2*width, 8*width) with fused batch norm and ReLU, max-pooling,
     global average pooling and the two linear heads: 170k parameters at width 32.
 
