@@ -29,9 +29,8 @@ demo: data
 WEIGHT_SEEDS := 0 1 2
 weights: data
 	for s in $(WEIGHT_SEEDS); do $(BIN)/digitnet train --preset default --seed $$s --out build/weights/seed$$s || exit 1; done
-	best=$$(for s in $(WEIGHT_SEEDS); do $(BIN)/python -c "import json; \
-	  print(json.load(open('build/weights/seed$$s/metrics.json'))['validation']['accuracy'], $$s)"; \
-	  done | sort -k1,1gr -k2,2n | head -1 | cut -d' ' -f2); \
+	best=$$($(BIN)/python -c "import json, sys; print(max(sys.argv[1:], key=lambda s: (json.load(open( \
+	  f'build/weights/seed{s}/metrics.json'))['validation']['accuracy'], -int(s))))" $(WEIGHT_SEEDS)); \
 	echo "shipping seed $$best"; \
 	cp build/weights/seed$$best/model.keras src/digitnet/weights/default.keras && \
 	cp build/weights/seed$$best/metrics.json src/digitnet/weights/metrics.json

@@ -134,6 +134,8 @@ def test_cnn_digit_score_trains_the_shared_layers_at_a_quarter_of_its_gradient(b
     """The digit-score loss reaches the convolutions scaled by 0.25; the digit logits' loss reaches them whole."""
     import tensorflow as tf
 
+    from digitnet.presets import SCORE_GRADIENT
+
     full, quarter = (zoo.training_view(zoo.cnn(width=4, seed=1, score_gradient=s)) for s in (1.0, 0.25))
     quarter.set_weights(full.get_weights())
     x = tf.constant(batch[0][:8])
@@ -145,6 +147,7 @@ def test_cnn_digit_score_trains_the_shared_layers_at_a_quarter_of_its_gradient(b
 
     np.testing.assert_allclose(conv_gradient(quarter, 10), 0.25 * conv_gradient(full, 10), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(conv_gradient(quarter, 3), conv_gradient(full, 3), rtol=1e-5, atol=1e-7)
+    assert zoo.cnn(width=4).get_layer("score_gradient").scale == SCORE_GRADIENT == 0.25  # what presets train
 
 
 def test_saved_final_model_loads_with_plain_keras(batch, tmp_path):

@@ -109,6 +109,14 @@ def accuracy(y_true, y_pred):
     return keras.ops.cast(keras.ops.where(is_digit, right_digit & (y_pred[:, 10] > 0), y_pred[:, 10] <= 0), "float32")
 
 
+# Our layers' plain-Keras equivalents at inference: the class, and its config beyond name/trainable/dtype.
+_KERAS_EQUIVALENT = {
+    "digitnet>FusedBatchNorm": ("BatchNormalization",
+                                lambda c: {"axis": -1, "momentum": c["momentum"], "epsilon": c["epsilon"]}),
+    "digitnet>GradientScale": ("Identity", lambda c: {}),
+}
+
+
 def portable_config(config):
     """A model config with every FusedBatchNorm swapped for Keras's own BatchNormalization, and every
     GradientScale for Keras's Identity.
@@ -120,13 +128,11 @@ def portable_config(config):
         return [portable_config(c) for c in config]
     if not isinstance(config, dict):
         return config
-    if config.get("registered_name") == "digitnet>FusedBatchNorm":
+    keras_layer = _KERAS_EQUIVALENT.get(config.get("registered_name"))
+    if keras_layer is not None:
+        class_name, extra = keras_layer
         c = config["config"]
-        return {**config, "module": "keras.layers", "class_name": "BatchNormalization", "registered_name": None,
+        return {**config, "module": "keras.layers", "class_name": class_name, "registered_name": None,
                 "config": {"name": c["name"], "trainable": c.get("trainable", True), "dtype": c.get("dtype"),
-                           "axis": -1, "momentum": c["momentum"], "epsilon": c["epsilon"]}}
-    if config.get("registered_name") == "digitnet>GradientScale":
-        c = config["config"]
-        return {**config, "module": "keras.layers", "class_name": "Identity", "registered_name": None,
-                "config": {"name": c["name"], "trainable": c.get("trainable", True), "dtype": c.get("dtype")}}
+                           **extra(c)}}
     return {k: portable_config(v) for k, v in config.items()}
