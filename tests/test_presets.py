@@ -23,7 +23,8 @@ def test_make_config_applies_the_preset_then_the_overrides():
     assert cfg.batch_size == TrainConfig().batch_size  # what the preset leaves alone keeps its default
     cfg = make_config("mlp", "default", epochs=3, lr=None, seed=4)  # None means "not given"
     assert (cfg.arch, cfg.epochs, cfg.hidden, cfg.batch_size, cfg.seed, cfg.lr) == ("mlp", 3, (1024,), 256, 4, 5e-3)
-    assert make_config("cnn", "best").ensemble == 4
+    cfg = make_config("cnn", "best")
+    assert (cfg.ensemble, cfg.width, cfg.epochs, cfg.time_budget) == (2, 48, 12, 840.0)
 
 
 @pytest.mark.parametrize("call, message", [
