@@ -266,7 +266,7 @@ DEFAULT_ARCH, DEFAULT_PRESET = "cnn", "default"
 PRESET_NOTES = {
     ("cnn", "fast"): "~99.0% in 15-25 s",
     ("cnn", "default"): "~99.5% in 1.5-2.5 min",
-    ("cnn", "best"): "~99.65% (99.65-99.68% test) in 12-13 min",
+    ("cnn", "best"): "~99.65% (99.64-99.68% test) in 11-13 min",
     ("mlp", "default"): "~98.7% in ~16 s",
 }
 
