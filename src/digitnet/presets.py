@@ -265,7 +265,7 @@ DEFAULT_ARCH, DEFAULT_PRESET = "cnn", "default"
 # the 2-core machines measured: Intel (fast 16 s) and AMD EPYC (fast 22-26 s, default 150-157 s at 170k parameters).
 PRESET_NOTES = {
     ("cnn", "fast"): "~99.0% in 15-25 s",
-    ("cnn", "default"): "~99.5% in 1.5-2.5 min",
+    ("cnn", "default"): "~99.5% in 1.5-3 min",
     ("cnn", "best"): "~99.65% (99.64-99.68% test) in 11-13 min",
     ("mlp", "default"): "~98.7% in ~16 s",
 }
