@@ -23,8 +23,9 @@ def test_make_config_applies_the_preset_then_the_overrides():
     assert cfg.batch_size == TrainConfig().batch_size  # what the preset leaves alone keeps its default
     cfg = make_config("mlp", "default", epochs=3, lr=None, seed=4)  # None means "not given"
     assert (cfg.arch, cfg.epochs, cfg.hidden, cfg.batch_size, cfg.seed, cfg.lr) == ("mlp", 3, (1024,), 256, 4, 5e-3)
+    assert make_config("cnn", "default").clean_epochs == 1 and TrainConfig().clean_epochs == 0
     cfg = make_config("cnn", "best")
-    assert (cfg.ensemble, cfg.width, cfg.epochs, cfg.time_budget) == (2, 48, 12, 840.0)
+    assert (cfg.ensemble, cfg.width, cfg.epochs, cfg.clean_epochs, cfg.time_budget) == (2, 48, 12, 1, 840.0)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -33,6 +34,7 @@ def test_make_config_applies_the_preset_then_the_overrides():
     (lambda: make_config("cnn", "fast", colour=True), "unknown training options ['colour']"),
     (lambda: make_config("cnn", "fast", epochs=0), "epochs, batch_size and ensemble must be at least 1"),
     (lambda: make_config("cnn", "fast", distribute="ring"), "unknown distribution 'ring'"),
+    (lambda: make_config("cnn", "fast", clean_epochs=-1), "clean_epochs must be 0 or more, got -1"),
 ])
 def test_bad_configs_are_config_errors(call, message):
     with pytest.raises(ConfigError) as e:

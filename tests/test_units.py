@@ -1,6 +1,7 @@
 """Fast unit tests, on small data they make themselves, for pieces the end-to-end tests only reach slowly."""
 
 import asyncio
+import dataclasses
 import json
 import os
 import threading
@@ -14,7 +15,7 @@ from digitnet.checkpoints import CheckpointState, new_state, read_state, save_ep
 from digitnet.errors import CheckpointError, DigitnetError, ImageError, InputError, ModelNotFoundError
 from digitnet.evaluation import calibrate
 from digitnet.fileio import atomic_replace_dir, atomic_write, atomic_write_json, sha256_file
-from digitnet.presets import make_config
+from digitnet.presets import NO_AUGMENT, make_config
 
 # ------------------------------------------------------------------------------------ array validator
 
@@ -183,6 +184,14 @@ def test_epoch_dataset_is_a_function_of_seed_and_epoch():
         np.testing.assert_array_equal(b, d)
     assert not np.array_equal(first[0][0], batches(cfg, 1)[0][0])
     assert not np.array_equal(first[0][0], batches(make_config("cnn", "default", batch_size=16, seed=4), 0)[0][0])
+
+    # The last clean_epochs epochs are the same batches, not augmented; the epochs before them are augmented.
+    clean = dataclasses.replace(cfg, epochs=3, clean_epochs=1)
+    plain = dataclasses.replace(clean, augment=NO_AUGMENT)
+    for (a, b), (c, d) in zip(batches(clean, 2), batches(plain, 2), strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    assert not np.array_equal(batches(clean, 1)[0][0], batches(plain, 1)[0][0])
 
 
 # --------------------------------------------------------------------------------------- calibration

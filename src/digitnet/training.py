@@ -64,7 +64,8 @@ class Pools:
 
 def epoch_dataset(x: tf.Tensor, y: tf.Tensor, cfg: TrainConfig, epoch: int, pools: Pools | None = None
                   ) -> tf.data.Dataset:
-    """One epoch of batches: order and augmentation are functions of (seed, epoch) alone.
+    """One epoch of batches: order and augmentation are functions of (seed, epoch) alone; the last
+    ``cfg.clean_epochs`` epochs are not augmented.
 
     Each batch holds ``batch_size`` images: training digits, then a share ``cfg.captures`` of captures
     and a share ``cfg.negatives`` of non-digits from ``pools`` (when given). Labels are (batch, 11): the
@@ -84,7 +85,9 @@ def epoch_dataset(x: tf.Tensor, y: tf.Tensor, cfg: TrainConfig, epoch: int, pool
     cap_idx = rng.integers(0, len(pools.captures) if k_cap else 1, (steps, k_cap)).astype(np.int32)
     neg_idx = rng.integers(0, len(pools.negatives) if k_neg else 1, (steps, k_neg)).astype(np.int32)
     ds = tf.data.Dataset.from_tensor_slices((digit_idx, cap_idx, neg_idx))
-    aug = cfg.augment if cfg.augment.active else None
+    # The last epochs train on the images as they are: the weights settle, at the schedule's low learning
+    # rates, on the distribution they will read (docs/PERFORMANCE.md).
+    aug = cfg.augment if cfg.augment.active and epoch < cfg.epochs - cfg.clean_epochs else None
 
     def digits(images, labels):  # uint8 (k, 28, 28) and (k,) -> float images, (k, 11) labels
         k = tf.shape(labels)[0]
