@@ -272,7 +272,7 @@ DEFAULT_ARCH, DEFAULT_PRESET = "cnn", "default"
 PRESET_NOTES = {
     ("cnn", "fast"): "~99.0% in 15-35 s",
     ("cnn", "default"): "~99.6% in 1.5-3.5 min",
-    ("cnn", "best"): "~99.7% (99.65-99.69% test) in 11-13 min",
+    ("cnn", "best"): "~99.65% (99.64-99.69% test) in 11-13 min",
     ("mlp", "default"): "~98.7% in ~16 s",
 }
 
