@@ -267,12 +267,12 @@ PRESETS: dict[str, dict[str, dict]] = {
 PRESET_NAMES = ("fast", "default", "best")
 DEFAULT_ARCH, DEFAULT_PRESET = "cnn", "default"
 # What each cnn preset reaches (measured; docs/PERFORMANCE.md), for the help text. Times are whole processes on
-# the 2-core machines measured: Intel (fast 16 s) and AMD EPYC (fast 22-33 s, default 143-187 s at 170k parameters,
-# the high ends in a slow spell).
+# the 2-core machines measured: Intel (fast 16 s), AMD EPYC (fast 22-33 s, default 143-187 s at 170k parameters,
+# best 650-747 s, the high ends in a slow spell) and a Zen 4 AMD EPYC (fast 21-23 s, default 116 s, best 527 s).
 PRESET_NOTES = {
     ("cnn", "fast"): "~99.0% in 15-35 s",
     ("cnn", "default"): "~99.6% in 1.5-3.5 min",
-    ("cnn", "best"): "~99.65% (99.64-99.69% test) in 11-13 min",
+    ("cnn", "best"): "~99.65% (99.64-99.69% test) in 9-13 min",
     ("mlp", "default"): "~98.7% in ~16 s",
 }
 
