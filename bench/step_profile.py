@@ -22,6 +22,9 @@ import subprocess
 import sys
 from collections import defaultdict
 
+from digitnet.errors import ConfigError
+from digitnet.presets import make_config
+
 CHILD = """
 import json, sys, time
 import numpy as np
@@ -86,7 +89,7 @@ def _label(kind: str, problem: str) -> str:
     if kind == "pooling" and (m := _POOL.search(problem)):
         ic, ih, oh = m.groups()
         return f"{ic} ch, {ih}x{ih} -> {oh}x{oh}"
-    return problem.removeprefix("mb128").strip("_") or "-"
+    return re.sub(r"^mb\d+_?", "", problem) or "-"  # the batch size is in the header
 
 
 def kernel_table(lines: list[str], steps: int) -> list[tuple[str, str, str, float]]:
@@ -111,6 +114,10 @@ def main() -> int:
     args = p.parse_args()
     if args.steps < 1 or args.timed_steps < 1:
         p.error("--steps and --timed-steps must be at least 1")
+    try:
+        make_config(args.arch, args.preset)
+    except ConfigError as e:
+        p.error(str(e))
     timing, _ = _child(args.arch, args.preset, args.timed_steps, 30, verbose=False)
     logged, lines = _child(args.arch, args.preset, args.steps, 10, verbose=True)
     if not lines:
