@@ -6,10 +6,10 @@
 Two fresh processes run the preset's real training step (its model, DigitLoss, Adam and schedule) on one
 fixed batch. The first times the steps as training runs them (p50 and p90, and CPU milliseconds per step).
 The second repeats them with ``ONEDNN_VERBOSE=profile_exec``, which makes oneDNN print each kernel's
-execution time, and sums them per kernel. TensorFlow runs independent kernels side by side (a convolution's
-two backward kernels), so the sum can exceed the step's wall time: read the shares. Logging slows the steps a
-little. Ops outside oneDNN (the element-wise ops of the loss, Adam's update, TensorFlow's own overhead) are
-not itemized.
+execution time, and sums them per kernel. Kernels that do not depend on each other can run side by side on
+the cores (a convolution's two backward kernels), so the sum can exceed the step's wall time: read the
+shares. Logging slows the steps a little. Ops outside oneDNN (the element-wise ops of the loss, Adam's update,
+TensorFlow's own overhead) are not itemized.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from digitnet.presets import make_config
 from digitnet.training import _build
 
 tf = import_tf()
-arch, preset, steps, warm, verbose = json.loads(sys.argv[1])
+arch, preset, steps, warm = json.loads(sys.argv[1])
 cfg = make_config(arch, preset)
 model = _build(cfg, 0, steps)
 rng = np.random.default_rng(0)
@@ -72,7 +72,7 @@ _POOL = re.compile(r"ic(\d+)_ih(\d+)oh(\d+)")
 
 def _child(arch: str, preset: str, steps: int, warm: int, verbose: bool) -> tuple[dict, list[str]]:
     env = dict(os.environ, ONEDNN_VERBOSE="profile_exec") if verbose else dict(os.environ)
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps([arch, preset, steps, warm, verbose])],
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps([arch, preset, steps, warm])],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"the profiled child failed:\n{proc.stderr[-3000:]}")
