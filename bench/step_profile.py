@@ -4,7 +4,7 @@
     python bench/step_profile.py --preset best --steps 10
 
 Two fresh processes run the preset's real training step (its model, DigitLoss, Adam and schedule) on one
-fixed batch. The first times the steps as training runs them (p50 and p90, and CPU milliseconds per step).
+fixed batch. The first times the steps as training runs them (p50 and p99, and CPU milliseconds per step).
 The second repeats them with ``ONEDNN_VERBOSE=profile_exec``, which makes oneDNN print each kernel's
 execution time, and sums them per kernel. Kernels that do not depend on each other can run side by side on
 the cores (a convolution's two backward kernels), so the sum can exceed the step's wall time: read the
@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections import defaultdict
 
+from common import percentiles  # bench/ is on the path when this script runs
 from digitnet.errors import ConfigError
 from digitnet.presets import make_config
 
@@ -60,9 +61,8 @@ clock, cpu = Clock(), time.process_time()
 print("STEPS BEGIN", flush=True)
 model.fit(ds.take(steps), verbose=0, callbacks=[clock])
 print("STEPS END", flush=True)
-ms = np.diff(clock.t) * 1e3
-print(json.dumps({"p50": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
-                  "cpu": (time.process_time() - cpu) / steps * 1e3, "batch": cfg.batch_size}))
+print(json.dumps({"seconds": np.diff(clock.t).tolist(), "cpu": (time.process_time() - cpu) / steps * 1e3,
+                  "batch": cfg.batch_size}))
 """
 
 # A oneDNN problem descriptor, e.g. mb128_ic32oc64_ih13oh11kh3sh1dh0ph0_iw13ow11kw3sw1dw0pw0 -> 32->64 ch, 13->11.
@@ -78,7 +78,9 @@ def _child(arch: str, preset: str, steps: int, warm: int, verbose: bool) -> tupl
         raise RuntimeError(f"the profiled child failed:\n{proc.stderr[-3000:]}")
     lines = proc.stdout.splitlines()
     inside = lines[lines.index("STEPS BEGIN") + 1 : lines.index("STEPS END")]
-    return json.loads(lines[-1]), [ln for ln in inside if ln.startswith("onednn_verbose") and ",exec," in ln]
+    out = json.loads(lines[-1])
+    out["p50"], out["p99"] = percentiles(out.pop("seconds"))
+    return out, [ln for ln in inside if ln.startswith("onednn_verbose") and ",exec," in ln]
 
 
 def _label(kind: str, problem: str) -> str:
@@ -125,7 +127,7 @@ def main() -> int:
     rows = kernel_table(lines, args.steps)
     total = sum(r[3] for r in rows)
     print(f"{args.arch} {args.preset}, batch {timing['batch']}: {timing['p50']:.2f} ms per step p50, "
-          f"{timing['p90']:.2f} p90, {timing['cpu']:.1f} CPU-ms per step ({args.timed_steps} steps, no logging)")
+          f"{timing['p99']:.2f} p99, {timing['cpu']:.1f} CPU-ms per step ({args.timed_steps} steps, no logging)")
     print(f"with oneDNN's logging: {logged['p50']:.2f} ms per step p50, {logged['cpu']:.1f} CPU-ms per step, "
           f"oneDNN kernels {total:.1f} ms summed\n")
     print("| kernel | direction | problem | ms per step | share of oneDNN |")
