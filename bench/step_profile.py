@@ -31,18 +31,19 @@ import json, sys, time
 import numpy as np
 import keras
 from digitnet._tf import import_tf
-from digitnet.presets import make_config
-from digitnet.training import _build
+from digitnet.presets import IMAGE_SIZE, NUM_CLASSES, make_config
+from digitnet.training import build_model
 
 tf = import_tf()
 arch, preset, steps, warm = json.loads(sys.argv[1])
 cfg = make_config(arch, preset)
-model = _build(cfg, 0, steps)
+model = build_model(cfg, 0, steps)
 rng = np.random.default_rng(0)
-x = rng.random((cfg.batch_size, 28, 28), dtype=np.float32)  # the kernels' cost does not depend on the pixels
-y = np.zeros((cfg.batch_size, 11), np.float32)
-y[np.arange(cfg.batch_size), rng.integers(0, 10, cfg.batch_size)] = 1
-y[:, 10] = 1
+# The kernels' cost does not depend on the pixels.
+x = rng.random((cfg.batch_size, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+y = np.zeros((cfg.batch_size, NUM_CLASSES + 1), np.float32)  # the one-hot digit, then 1: a digit
+y[np.arange(cfg.batch_size), rng.integers(0, NUM_CLASSES, cfg.batch_size)] = 1
+y[:, NUM_CLASSES] = 1
 options = tf.data.Options()
 options.autotune.enabled = False  # as training: tearing down an autotuned iterator stalls fit() for seconds
 ds = tf.data.Dataset.from_tensors((x, y)).repeat().with_options(options)

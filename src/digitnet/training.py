@@ -323,7 +323,9 @@ def _split_cpu(n: int) -> None:
         log.warning("TensorFlow has started already: MirroredStrategy keeps its current CPU devices")
 
 
-def _build(cfg: TrainConfig, member: int, steps_per_epoch: int) -> keras.Model:
+def build_model(cfg: TrainConfig, member: int, steps_per_epoch: int) -> keras.Model:
+    """Member ``member``'s training view (both heads, (batch, 11)), compiled with DigitLoss and Adam on the
+    one-cycle schedule over ``cfg.epochs * steps_per_epoch`` steps: what each run trains."""
     seed = cfg.seed * 100 + member
     kwargs = {"cnn": dict(width=cfg.width), "mlp": dict(hidden=cfg.hidden, dropout=cfg.dropout)}.get(cfg.arch, {})
     model = zoo.training_view(zoo.build(cfg.arch, seed=seed, **kwargs))  # (batch, 11): both heads
@@ -388,7 +390,7 @@ def train_member(
             model = load_checkpoint(ckpt_dir / state.last_file)
             log.info("resuming member %d after epoch %d", member, state.epochs_done)
         else:
-            model = _build(cfg, member, steps)
+            model = build_model(cfg, member, steps)
             if init_from is not None:
                 _copy_weights(load_model(init_from), model)
     if cfg.distribute == "multiworker":
