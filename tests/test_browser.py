@@ -256,7 +256,7 @@ def test_inside_the_network_panel(page, mnist):
     maps = page.locator("#maps img")
     assert maps.count() == 3  # one grid per convolution block
     assert all(maps.nth(i).evaluate("i => i.complete && i.naturalWidth > 20") for i in range(3))
-    assert page.locator("#maps figcaption").first.inner_text() == "block1 · 32 maps 13×13"
+    assert page.locator("#maps figcaption").first.inner_text() == "block1 · 32 maps 12×12"
     tall = page.locator(f"#class-bars li:nth-child({int(y[1]) + 1}) .fill").bounding_box()["height"]
     assert tall > 60 and "top" in page.locator(f"#class-bars li:nth-child({int(y[1]) + 1})").get_attribute("class")
 

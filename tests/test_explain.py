@@ -35,9 +35,9 @@ def models() -> dict[str, keras.Model]:
 
 
 LAYERS = {
-    "cnn": [("block1", [13, 13, 4]), ("block2", [5, 5, 8]), ("block3", [3, 3, 32]), ("features", [32]),
+    "cnn": [("block1", [12, 12, 4]), ("block2", [5, 5, 8]), ("block3", [3, 3, 32]), ("features", [32]),
             ("logits", [10])],
-    "ensemble": [("block1", [13, 13, 4]), ("block2", [5, 5, 8]), ("block3", [3, 3, 32]), ("features", [32]),
+    "ensemble": [("block1", [12, 12, 4]), ("block2", [5, 5, 8]), ("block3", [3, 3, 32]), ("features", [32]),
                  ("logits", [10])],  # the first member's
     "mlp": [("dense1", [16]), ("dense2", [8]), ("logits", [10])],
     "tutorial": [("dense1", [12]), ("logits", [10])],
