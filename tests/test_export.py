@@ -101,7 +101,13 @@ def test_predictor_backends_agree_with_tf(backend, mnist, tmp_path, monkeypatch)
     soft = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(soft / soft.sum(1, keepdims=True), b, atol=0.01 if backend == "tflite-int8" else 1e-5)
     if backend == "tflite-int8":  # quantized: same answers almost always, probabilities in steps of 1/256
-        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.995 and np.abs(a - b).max() < 0.1
+        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.995
+        # Int8 logits move by a step of their range, which divided by T (about 0.4) shifts an unsure answer's
+        # probabilities by up to about 0.12: measured 0.105 (this model, these images), 0.120 (the model shipped
+        # before, on validation digits). Where the float model is sure (top >= 0.9, 98% of these images) they stay
+        # within 0.035 in both (docs/PERFORMANCE.md, "Inference backends").
+        diff, sure = np.abs(a - b).max(1), a.max(1) >= 0.9
+        assert sure.mean() >= 0.95 and diff[sure].max() < 0.05 and diff.max() < 0.15
     else:
         assert (a.argmax(1) == b.argmax(1)).mean() >= 0.999
         assert np.abs(a - b).max() < 1e-4
