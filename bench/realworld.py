@@ -4,7 +4,7 @@
     python bench/realworld.py --model DIR --split validation   # for choosing things: validation digits only
 
 Every figure is read through the whole pipeline (``Predictor.predict_image``) with fixed seeds. The
-``validation`` split is the 5,000 training images every run holds out (``training.split_validation``):
+``validation`` split is the training digits of the 46 writers every run holds out (``training.split_validation``):
 use it to compare models and settings; the test split only reports. The non-digits come from the
 held-out generators of ``digitnet.data.negatives`` (letters and symbols, pictograms), which training
 never sees. Prints a Markdown table; ``--json`` writes the figures too.

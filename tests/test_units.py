@@ -115,6 +115,44 @@ def test_validation_split_is_fixed_and_disjoint():
         split_validation(x, y, 100)
 
 
+def test_mnist_is_split_by_writer_half_employees_half_students(monkeypatch):
+    import hashlib
+
+    from digitnet.data import mnist
+
+    # 60,000 made-up digits: 300 employees (IDs 0-299) and 300 students (2100-2399), 100 digits each.
+    rng = np.random.default_rng(0)
+    writers = rng.permutation(np.repeat(np.r_[0:300, 2100:2400], 100)).astype(np.uint16)
+    y = rng.integers(0, 10, 60000).astype(np.uint8)
+    x = np.arange(60000)
+    monkeypatch.setattr(mnist, "mnist_writers", lambda: writers)
+    monkeypatch.setattr(mnist, "MNIST_TRAIN_LABELS_SHA256", hashlib.sha256(y.tobytes()).hexdigest())
+    (xt, yt), (xv, yv) = mnist.split_validation(x, y, 5000)
+    assert len(xt) + len(xv) == 60000 and not set(xt) & set(xv)
+    held, kept = set(writers[xv]), set(writers[xt])
+    assert not held & kept  # whole writers: none has digits on both sides
+    employees = (writers[xv] < mnist.STUDENTS).sum()
+    assert employees == len(xv) - employees == 2500  # 25 writers of each group (their 100 digits each)
+    np.testing.assert_array_equal(mnist.split_validation(x, y, 5000)[1][0], xv)  # fixed
+    assert len(mnist.split_validation(x, y[::-1].copy(), 5000)[1][0]) == 5000  # other labels: a plain permutation
+    with pytest.raises(ValueError, match="nearly all of MNIST's employees"):
+        mnist.split_validation(x, y, 59950)
+
+
+def test_the_shipped_writer_ids_split_real_mnist_by_writer(mnist):
+    from digitnet.data.mnist import STUDENTS, mnist_writers, split_validation
+
+    (x_train, y_train), _ = mnist
+    writers = mnist_writers()  # QMNIST: 289 employees and 250 students wrote MNIST's training set
+    assert writers.shape == (60000,) and len(set(writers[writers < STUDENTS])) == 289
+    assert len(set(writers[writers >= STUDENTS])) == 250
+    index = np.arange(60000)
+    (tr, _), (va, _) = split_validation(index, y_train, 5000)
+    assert 5000 <= len(va) <= 5000 + 2 * 131 and len(tr) + len(va) == 60000  # 131: the most digits of one writer
+    assert not set(writers[tr]) & set(writers[va])
+    np.testing.assert_array_equal(split_validation(x_train, y_train, 5000)[1][0], x_train[va])
+
+
 def test_training_pools_are_cached_by_what_they_depend_on(tmp_path, monkeypatch, caplog):
     from digitnet.data import captures, negatives
     from digitnet.training import make_pools

@@ -1,7 +1,9 @@
-"""MNIST, offline-first and verified, plus the tutorial's exact train/test split."""
+"""MNIST, offline-first and verified, with the tutorial's train/test split and a validation split by writer."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..errors import DataNotFoundError
+from ..errors import ConfigError, DataError, DataNotFoundError
 from .fetch import (
     ROLES,
     DatasetSpec,
@@ -166,14 +168,58 @@ def load_tutorial_split(
 
 VAL_SEED = 20260101  # fixed: the validation split never depends on the training seed
 
+# The NIST writer of each MNIST training digit, in MNIST's order: uint16 (60000,), from QMNIST (Yadav and
+# Bottou, 2019), column 2 of qmnist-train-labels.tsv.gz (sha256 063229af...2ccee4), whose labels match
+# MNIST's on all 60,000 digits. BSD licence: mnist_writers.LICENSE. IDs under 2100 are Census Bureau
+# employees (NIST's series hsf0), the others high-school students (hsf4); the test set has half of each.
+WRITERS_FILE = Path(__file__).with_name("mnist_writers.npz")
+WRITERS_SHA256 = "52b641656fb7bf4c5de06ad60bf1131cfc01f44804c06efe84bb7a0a83f31f7e"
+STUDENTS = 2100  # the first writer ID of series hsf4
+# sha256 of MNIST's 60,000 training labels as uint8 bytes: how split_validation knows the data set is MNIST.
+MNIST_TRAIN_LABELS_SHA256 = "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13"
+
+
+def mnist_writers() -> np.ndarray:
+    """The NIST writer ID of each of MNIST's 60,000 training digits, uint16 (60000,), in MNIST's order."""
+    data = WRITERS_FILE.read_bytes()
+    if hashlib.sha256(data).hexdigest() != WRITERS_SHA256:
+        raise DataError(f"{WRITERS_FILE} does not match its pinned sha256: reinstall digitnet")
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        return f["writers"]
+
 
 def split_validation(x: np.ndarray, y: np.ndarray, val_size: int):
-    """Hold ``val_size`` samples out of the training set with a fixed permutation: every training run's
-    validation split (and the one a server checks a new personal version on)."""
-    from ..errors import ConfigError
+    """Hold about ``val_size`` samples out of the training set, the same ones every time: every training run's
+    validation split (and the one a server checks a new personal version on).
 
+    MNIST's own training set (known by its labels) is split by writer: whole writers, drawn in a fixed order,
+    until employees and students each give ``val_size / 2`` digits (a writer's last digits may take it a
+    little over). So, like the test set and every user, validation brings writers the network never trained
+    on. Any other data is split by a fixed permutation into exactly ``val_size``.
+    """
     if not 0 < val_size < len(x):
         raise ConfigError(f"val_size must be between 1 and {len(x) - 1}, got {val_size}")
     perm = np.random.default_rng(VAL_SEED).permutation(len(x))
-    tr, va = perm[:-val_size], perm[-val_size:]
+    is_mnist = np.ndim(y) == 1 and len(y) == 60000 and hashlib.sha256(
+        np.ascontiguousarray(y, dtype=np.uint8).tobytes()).hexdigest() == MNIST_TRAIN_LABELS_SHA256
+    if is_mnist:
+        writers = mnist_writers()
+        held = np.isin(writers[perm], _held_out_writers(writers, val_size))
+        tr, va = perm[~held], perm[held]
+    else:
+        tr, va = perm[:-val_size], perm[-val_size:]
     return (x[tr], y[tr]), (x[va], y[va])
+
+
+def _held_out_writers(writers: np.ndarray, val_size: int) -> np.ndarray:
+    """The writers ``split_validation`` holds out: from employees, then students, until each gives val_size / 2."""
+    rng = np.random.default_rng(VAL_SEED)
+    held = []
+    for name, group in (("employees", writers < STUDENTS), ("students", writers >= STUDENTS)):
+        ids, counts = np.unique(writers[group], return_counts=True)
+        order = rng.permutation(len(ids))
+        enough = np.searchsorted(np.cumsum(counts[order]), -(-val_size // 2))  # ceil: the halves cover val_size
+        if enough >= len(ids) - 1:  # all of a group's writers held out: none left to train on
+            raise ConfigError(f"val_size {val_size} would hold out nearly all of MNIST's {name}: use a smaller one")
+        held.append(ids[order[: enough + 1]])
+    return np.concatenate(held)
