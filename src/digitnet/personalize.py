@@ -105,8 +105,8 @@ def fine_tune(base, x_user: np.ndarray, y_user: np.ndarray, replay: tuple[np.nda
 
 
 def gate(before: float, cfg: PersonalizeConfig) -> float:
-    """The MNIST validation accuracy a version must reach: ``cfg.min_val_accuracy``, or, for a base that is
-    itself under it, the base's own accuracy less ``cfg.max_val_drop``."""
+    """The MNIST validation accuracy a version must reach: the lower of ``cfg.min_val_accuracy`` and the base's
+    own accuracy less ``cfg.max_val_drop`` (a base near or under the first is not held to more than it had)."""
     return min(cfg.min_val_accuracy, before - cfg.max_val_drop)
 
 

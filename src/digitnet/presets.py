@@ -107,7 +107,7 @@ class PersonalizeConfig:
     lr: float = 2e-4  # peak of a short one-cycle schedule: 25 times below training's, the base must not drift
     holdout: float = 0.25  # of each label's samples, kept out of training to measure before/after
     min_val_accuracy: float = 0.995  # MNIST validation accuracy a version must keep (see personalize.gate) ...
-    max_val_drop: float = 0.002  # ... or, from a base under it, about 10 of the 5,128 validation digits fewer
+    max_val_drop: float = 0.002  # ... or, if lower, its base's less this: about 10 of the 5,128 validation digits
     seed: int = 0
 
 
