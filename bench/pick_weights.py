@@ -15,32 +15,10 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from common import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
 import sanity  # noqa: E402  (the tests' measures: one definition for tests and bench)
-
-
-def sanity_checks(model_path: str, x: np.ndarray) -> tuple[float, dict[str, float]]:
-    """Model randomization on ``x[:100]`` and deletion on ``x[:200]`` (uint8 (n, 28, 28)), as the test runs them."""
-    import keras
-
-    from digitnet.explain import Explainer
-    from digitnet.inference import Predictor
-
-    model = Predictor.load(model_path, backend="tf").model
-    trained, random = Explainer(model), Explainer(keras.models.clone_model(model))  # re-initialized weights
-    xs = x[:200].astype(np.float32) / 255
-
-    def proba(v):
-        return np.asarray(model.predict_on_batch(v)["probabilities"])
-
-    pred = proba(xs).argmax(1)
-    rho = sanity.randomization(trained.saliency(xs[:100], pred[:100]), random.saliency(xs[:100], pred[:100]),
-                               x[:100])
-    return rho, sanity.deletion(proba, x[:200], trained.saliency(xs, pred))
 
 
 def main() -> int:
@@ -49,6 +27,7 @@ def main() -> int:
     args = p.parse_args()
 
     from digitnet.data import load_mnist
+    from digitnet.inference import Predictor
     from digitnet.training import split_validation
 
     (x_train, y_train), _ = load_mnist()
@@ -58,7 +37,7 @@ def main() -> int:
     passing = []
     for run in args.runs:
         accuracy = json.loads((ROOT / run / "metrics.json").read_text())["validation"]["accuracy"]
-        rho, d = sanity_checks(str(ROOT / run), x_val)
+        rho, d = sanity.check(Predictor.load(ROOT / run, backend="tf").model, x_val)
         ok = rho < 0.5 and d["vs_ink"] >= 1.3 and d["vs_random"] >= 3
         print(f"| {run} | {accuracy:.4%} | {rho:.3f} | {d['vs_ink']:.2f}x | {d['vs_random']:.2f}x | "
               f"{'yes' if ok else 'no'} |", file=sys.stderr)

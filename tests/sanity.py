@@ -1,7 +1,8 @@
 """Sanity checks for saliency maps (Adebayo et al., "Sanity Checks for Saliency Maps", 2018), as measures.
 
-One definition for ``tests/test_explain.py`` (which asserts margins) and ``bench/saliency.py`` (which
-prints the figures, on validation digits for choosing and test digits for reporting).
+One definition for ``tests/test_explain.py`` (which asserts margins), ``bench/saliency.py`` (which prints the
+figures, on validation digits for choosing and test digits for reporting) and ``bench/pick_weights.py`` (which
+``make weights`` ships a seed by): :func:`check` runs both checks the way the test asserts them.
 
 - :func:`randomization`: the mean Spearman rank correlation, over each digit's ink pixels only, between
   the maps of a trained model and those of the same architecture re-initialized. A map that ignores the
@@ -49,3 +50,22 @@ def deletion(proba, images: np.ndarray, maps: np.ndarray, seed: int = 0) -> dict
     falls["vs_ink"] = falls["salient"] / max(falls["random_ink"], 1e-9)
     falls["vs_random"] = falls["salient"] / max(falls["random"], 1e-9)
     return falls
+
+
+def check(model, images: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Both checks on a Keras digit model's integrated-gradient maps, as ``tests/test_explain.py`` asserts them
+    and ``make weights`` picks by: randomization on ``images[:100]`` (uint8 (n, 28, 28)) against the same
+    architecture re-initialized, deletion on ``images[:200]``."""
+    import keras
+
+    from digitnet.explain import Explainer
+
+    trained, random = Explainer(model), Explainer(keras.models.clone_model(model))  # re-initialized weights
+    x = images[:200].astype(np.float32) / 255
+
+    def proba(v):
+        return np.asarray(model.predict_on_batch(v)["probabilities"])
+
+    pred = proba(x).argmax(1)
+    rho = randomization(trained.saliency(x[:100], pred[:100]), random.saliency(x[:100], pred[:100]), images[:100])
+    return rho, deletion(proba, images[:200], trained.saliency(x, pred))
