@@ -47,3 +47,17 @@ def test_tutorial_session_reaches_96_5(split, seed, capsys):
     assert f"Accuracy on the test set: {accuracy * 100}" in out
     assert accuracy >= 0.965
     assert predict(X_test[2], parameters)[0] == 8
+
+
+def test_the_shipped_writer_ids_split_real_mnist_by_writer(mnist):
+    from digitnet.data.mnist import STUDENTS, mnist_writers, split_validation
+
+    (x_train, y_train), _ = mnist
+    writers = mnist_writers()  # QMNIST: 289 employees and 250 students wrote MNIST's training set
+    assert writers.shape == (60000,) and len(set(writers[writers < STUDENTS])) == 289
+    assert len(set(writers[writers >= STUDENTS])) == 250
+    index = np.arange(60000)
+    (tr, _), (va, _) = split_validation(index, y_train, 5000)
+    assert 5000 <= len(va) <= 5000 + 2 * 131 and len(tr) + len(va) == 60000  # 131: the most digits of one writer
+    assert not set(writers[tr]) & set(writers[va])
+    np.testing.assert_array_equal(split_validation(x_train, y_train, 5000)[1][0], x_train[va])
