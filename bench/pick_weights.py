@@ -31,7 +31,7 @@ def main() -> int:
     from digitnet.training import split_validation
 
     (x_train, y_train), _ = load_mnist()
-    x_val = split_validation(x_train, y_train, 5000)[1][0]
+    x_val = split_validation(x_train, y_train)[1][0]
     print("| run | validation accuracy | randomization (< 0.5) | deletion vs random ink (>= 1.3) | "
           "deletion vs random pixels (>= 3) | passes |\n|---|---|---|---|---|---|", file=sys.stderr)
     passing = []

@@ -41,7 +41,7 @@ def main() -> int:
 
     predictor = Predictor.load(args.model)
     (x_train, y_train), (x_test, y_test) = load_mnist()
-    x, y = (x_test, y_test) if args.split == "test" else split_validation(x_train, y_train, 5000)[1]
+    x, y = (x_test, y_test) if args.split == "test" else split_validation(x_train, y_train)[1]
     t0 = time.perf_counter()
     rows, figures = [], {"model": str(predictor.path), "split": args.split,
                          "min_digit_score": predictor.min_digit_score, "date": time.strftime("%Y-%m-%d %H:%M UTC",

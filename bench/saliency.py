@@ -38,7 +38,7 @@ def main() -> int:
     from digitnet.training import split_validation
 
     (x_train, y_train), (x_test, y_test) = load_mnist()
-    x, _ = (x_test, y_test) if args.split == "test" else split_validation(x_train, y_train, 5000)[1]
+    x, _ = (x_test, y_test) if args.split == "test" else split_validation(x_train, y_train)[1]
     model = Predictor.load(args.model or shipped_model_path(), backend="tf").model
     random_model = keras.models.clone_model(model)  # same architecture, freshly initialized weights
     trained, rand = Explainer(model), Explainer(random_model)

@@ -139,7 +139,7 @@ def personalize(samples: tuple[np.ndarray, np.ndarray], base_path: str | os.Path
     step(0.02, f"base {base_file}; {len(y_s)} samples ({len(tr)} to learn from, {len(ho)} held out)")
     base = load_model(base_file)
     (x_train, y_train), (x_test, y_test), info = load("mnist", data_dir, cache_dir)
-    train_split, (x_val, y_val) = split_validation(x_train, y_train, 5000)
+    train_split, (x_val, y_val) = split_validation(x_train, y_train)
     negatives = training_negatives(1000, *train_split, seed=cfg.seed)
 
     def scores(model) -> dict:

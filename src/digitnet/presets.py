@@ -119,6 +119,7 @@ TUTORIAL = {"learning_rate": 0.005, "epochs": 20, "batch_size": 1000, "seed": 1}
 
 # ------------------------------------------------------------------------------------------ training
 
+VAL_SIZE = 5000  # training digits held out for validation (whole writers, for MNIST): every run's and check's
 PIPELINE_THREADS = 2  # tf.data threads that build (and augment) training batches, and batches prefetched
 POOLS_CACHED = 16  # runs' non-digit and capture pools kept in $DIGITNET_HOME/cache/pools (the newest)
 
@@ -166,7 +167,7 @@ class TrainConfig:
     dropout: float = 0.2  # mlp
     augment: Augment = field(default_factory=Augment)
     clean_epochs: int = 0  # the last this many epochs train on un-augmented images (all of a shorter run)
-    val_size: int = 5000
+    val_size: int = VAL_SIZE
     negatives: float = 0.15  # share of each batch that is a procedural non-digit (data/negatives.py); 0 = none
     captures: float = 0.1  # share of each batch that is a degraded capture of a digit (data/captures.py)
     pool: int = 3000  # non-digits and captures generated per run (each), augmented anew every time they are drawn

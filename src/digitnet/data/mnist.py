@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import config
 from ..errors import ConfigError, DataError, DataNotFoundError
+from ..presets import VAL_SIZE
 from .fetch import (
     ROLES,
     DatasetSpec,
@@ -188,7 +189,7 @@ def mnist_writers() -> np.ndarray:
         return f["writers"]
 
 
-def split_validation(x: np.ndarray, y: np.ndarray, val_size: int):
+def split_validation(x: np.ndarray, y: np.ndarray, val_size: int = VAL_SIZE):
     """Hold about ``val_size`` samples out of the training set, the same ones every time: every training run's
     validation split (and the one a server checks a new personal version on).
 

@@ -97,6 +97,6 @@ class ModelWatcher:
             from ..data.mnist import split_validation
 
             (x_train, y_train), _ = load_mnist()
-            x, y = split_validation(x_train, y_train, 5000)[1]
+            x, y = split_validation(x_train, y_train)[1]
             self._check = x[:SWAP_CHECK_IMAGES], y[:SWAP_CHECK_IMAGES]
         return self._check
