@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,19 @@ def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def run_child(args: list[str], what: str, timeout_s: float = 1800.0, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run a benchmark's child process to completion, its output captured; ``RuntimeError`` naming ``what``
+    if it fails or is still running after ``timeout_s`` (the default covers a 15-minute ``best`` run)."""
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:  # run() has killed it
+        raise RuntimeError(f"{what} was still running after {timeout_s:.0f} s and was stopped") from e
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return proc
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:

@@ -18,11 +18,10 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 from collections import defaultdict
 
-from common import percentiles  # bench/ is on the path when this script runs
+from common import percentiles, run_child  # bench/ is on the path when this script runs
 from digitnet.errors import ConfigError
 from digitnet.presets import make_config
 
@@ -73,10 +72,8 @@ _POOL = re.compile(r"ic(\d+)_ih(\d+)oh(\d+)")
 
 def _child(arch: str, preset: str, steps: int, warm: int, verbose: bool) -> tuple[dict, list[str]]:
     env = dict(os.environ, ONEDNN_VERBOSE="profile_exec") if verbose else dict(os.environ)
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps([arch, preset, steps, warm])],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the profiled child failed:\n{proc.stderr[-3000:]}")
+    proc = run_child([sys.executable, "-c", CHILD, json.dumps([arch, preset, steps, warm])], "the profiled child",
+                     env=env)
     lines = proc.stdout.splitlines()
     inside = lines[lines.index("STEPS BEGIN") + 1 : lines.index("STEPS END")]
     out = json.loads(lines[-1])

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
+
+from common import run_child  # bench/ is on the path when this script runs
 
 CHILD = """
 import json, sys
@@ -46,11 +47,8 @@ def main() -> int:
         for seed in seeds:
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
-                proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg), str(seed), out],
-                                      capture_output=True, text=True)
+                proc = run_child([sys.executable, "-c", CHILD, json.dumps(cfg), str(seed), out], f"{cfg} seed {seed}")
                 times.append(time.perf_counter() - t)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{cfg} seed {seed} failed:\n{proc.stderr[-2000:]}")
             _, val, acc = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()
             vals.append(float(val))
             accs.append(float(acc))
