@@ -28,11 +28,15 @@ class Clock:
         self.eval_seconds += time.time() - t_end
 
 
-def reference(x_train, y_train, x_test, y_test, clock: Clock) -> tuple[float, float]:
+def reference(x_train, y_train, x_test, y_test, clock: Clock, seed: int) -> tuple[float, float]:
     """keras-io examples/vision/mnist_convnet.py, rewritten: the same model, batch 128, Adam, 15 epochs,
     validation_split=0.1. Returns (final accuracy, when fit started)."""
     import keras
     from keras import layers
+
+    # Seeded (the example is not): its accuracy curve, and so the epoch that first reaches 99.0%, is the same in
+    # every run; unseeded, that epoch moved its time to 99.0% from 69 to 95 s within one hour.
+    keras.utils.set_random_seed(seed)
 
     x = (x_train.astype("float32") / 255)[..., None]  # (60000, 28, 28, 1)
     xt = (x_test.astype("float32") / 255)[..., None]
@@ -140,7 +144,7 @@ def main() -> int:
     (x_train, y_train), (x_test, y_test) = load_mnist()
     clock = Clock()
     if args["run"] == "reference":
-        final, fit_start = reference(x_train, y_train, x_test, y_test, clock)
+        final, fit_start = reference(x_train, y_train, x_test, y_test, clock, args["seed"])
     else:
         final, fit_start = digitnet_preset(args, x_test, y_test, clock), 0.0
     print(json.dumps({"final": final, "fit_start": fit_start, "eval_seconds": clock.eval_seconds}), flush=True)
