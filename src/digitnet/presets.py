@@ -270,12 +270,11 @@ DEFAULT_ARCH, DEFAULT_PRESET = "cnn", "default"
 # What each cnn preset reaches (measured; docs/PERFORMANCE.md), for the help text. Times are whole processes on
 # the 2-core machines measured: Intel (fast 16 s), AMD EPYC (fast 22-33 s, default 143-187 s at 170k parameters,
 # best 650-747 s, the high ends in a slow spell) and a Zen 4 AMD EPYC (with the input crop: fast 19-21 s, default
-# 110-111 s, best 478-521 s; with the 5x5 first convolution: fast 26-27 s and default 118-139 s in a slow spell,
-# best not measured again).
+# 110-111 s, best 478-521 s; with the 5x5 first convolution: fast 19-27 s, default 108-139 s, best 582-596 s).
 PRESET_NOTES = {
     ("cnn", "fast"): "~99.0% in 15-35 s",
     ("cnn", "default"): "~99.6% in 1.5-3.5 min",
-    ("cnn", "best"): "~99.65% (99.58-99.67% test) in 8-13 min",
+    ("cnn", "best"): "~99.7% (99.68-99.71% test) in 10-13 min",
     ("mlp", "default"): "~98.7% in ~16 s",
 }
 
