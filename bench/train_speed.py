@@ -152,10 +152,10 @@ def main() -> int:
                  *(f"{r['to'][th]:.1f}" if r["to"][th] is not None else "-" for th in THRESHOLDS),
                  f"{r['final'] * 100:.2f}%", f"{r['process']:.1f}", "" if ratio is None else f"{ratio:.2f} {what}"]
         print("| " + " | ".join(cells) + " |")
-    for ref in refs.values():
-        print(f"\nround {ref['round']} reference: {ref['train']:.1f} s for 15 epochs of training, "
-              f"{ref['process']:.1f} s as a process", end="")
     print()
+    for ref in refs.values():
+        print(f"round {ref['round']} reference: {ref['train']:.1f} s for 15 epochs of training, "
+              f"{ref['process']:.1f} s as a process")
     if args.repeat > 1:  # one pair is at the mercy of the machine's spells: the median over rounds is the figure
         for (name, seed), rs in ratios.items():
             print(f"{name} seed {seed}: ratios {' '.join(f'{x:.2f}' for x in rs)}, median {statistics.median(rs):.2f}")
