@@ -51,13 +51,15 @@ def test_tutorial_session_reaches_96_5(split, seed, capsys):
 
 def test_the_shipped_writer_ids_split_real_mnist_by_writer(mnist):
     from digitnet.data.mnist import STUDENTS, mnist_writers, split_validation
+    from digitnet.presets import VAL_SIZE
 
     (x_train, y_train), _ = mnist
     writers = mnist_writers()  # QMNIST: 289 employees and 250 students wrote MNIST's training set
     assert writers.shape == (60000,) and len(set(writers[writers < STUDENTS])) == 289
     assert len(set(writers[writers >= STUDENTS])) == 250
     index = np.arange(60000)
-    (tr, _), (va, _) = split_validation(index, y_train, 5000)
-    assert 5000 <= len(va) <= 5000 + 2 * 131 and len(tr) + len(va) == 60000  # 131: the most digits of one writer
+    (tr, _), (va, _) = split_validation(index, y_train)  # the size every run and check uses
+    # 131: the most digits of one writer
+    assert VAL_SIZE <= len(va) <= VAL_SIZE + 2 * 131 and len(tr) + len(va) == 60000
     assert not set(writers[tr]) & set(writers[va])
-    np.testing.assert_array_equal(split_validation(x_train, y_train, 5000)[1][0], x_train[va])
+    np.testing.assert_array_equal(split_validation(x_train, y_train)[1][0], x_train[va])
